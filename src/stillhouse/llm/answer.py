@@ -1,0 +1,197 @@
+"""How the LLM answers one prompt, per task kind and method.
+
+Methods for classification:
+
+- ``score`` (default): log-likelihood of every label as the reply, softmax over labels. Every
+  answer is a valid label and comes with a probability per label; optional contextual
+  calibration divides by the probabilities for content-free inputs (Zhao et al. 2021).
+- ``constrained``: greedy generation restricted by a grammar to the label names.
+- ``generate``: free generation, then the reply is matched to a label (as spacy-llm does);
+  replies that match no label are counted as invalid.
+
+Multilabel tasks get an independent P(yes) per label; span tasks use JSON-schema-constrained
+generation whose entity texts are then located in the input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from stillhouse.data.records import Answer, Span
+from stillhouse.llm.backend import Backend
+from stillhouse.llm.prompts import CONTENT_FREE_TEXTS, ChatPrompt, build_prompt, span_schema
+from stillhouse.task import Task
+
+Method = Literal["score", "constrained", "generate"]
+METHODS: tuple[str, ...] = ("score", "constrained", "generate")
+MULTILABEL_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class LLMAnswer:
+    answer: Answer | None  # None: a free-form reply that matched no label
+    probs: dict[str, float] | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def softmax(log_likelihoods: np.ndarray) -> np.ndarray:
+    shifted = np.exp(log_likelihoods - log_likelihoods.max())
+    return shifted / shifted.sum()
+
+
+def content_free_probs(backend: Backend, task: Task) -> np.ndarray:
+    """Mean label probabilities for content-free texts: the model's prior under this prompt."""
+    rows = [
+        softmax(backend.score_labels(build_prompt(task, text), task.label_names))
+        for text in CONTENT_FREE_TEXTS
+    ]
+    return np.mean(rows, axis=0)
+
+
+def calibrate(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Contextual calibration: divide by the content-free prior and renormalise."""
+    adjusted = probs / np.maximum(prior, 1e-12)
+    return adjusted / adjusted.sum()
+
+
+def normalise_label(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[\s_\-]+", " ", re.sub(r"[^\w\s\-]", " ", text)).strip()
+
+
+def parse_label(reply: str, labels: Sequence[str]) -> str | None:
+    """Match a free-form reply to a label: exact after normalisation, else the single label
+    whose name appears in the reply (the longest wins when names nest), else None."""
+    wanted = normalise_label(reply)
+    by_form = {normalise_label(label): label for label in labels}
+    if wanted in by_form:
+        return by_form[wanted]
+    found = [
+        (len(form), label)
+        for form, label in by_form.items()
+        if form and re.search(rf"\b{re.escape(form)}\b", wanted)
+    ]
+    if not found:
+        return None
+    found.sort(reverse=True)
+    return found[0][1]
+
+
+def answer_classify(
+    backend: Backend, task: Task, prompt: ChatPrompt, method: Method, prior: np.ndarray | None
+) -> LLMAnswer:
+    labels = task.label_names
+    if method == "score":
+        probs = softmax(backend.score_labels(prompt, labels))
+        info: dict[str, Any] = {}
+        if prior is not None:
+            info["uncalibrated_top"] = labels[int(np.argmax(probs))]
+            probs = calibrate(probs, prior)
+        return LLMAnswer(
+            labels[int(np.argmax(probs))], dict(zip(labels, probs.tolist(), strict=True)), info
+        )
+    generation = backend.generate(
+        prompt,
+        choices=labels if method == "constrained" else None,
+        max_tokens=None if method == "constrained" else 24,
+    )
+    info = {"reply": generation.text, "tokens_out": generation.tokens_out}
+    if generation.logprob is not None:
+        info["reply_logprob"] = generation.logprob
+    return LLMAnswer(parse_label(generation.text, labels), None, info)
+
+
+def answer_multilabel(backend: Backend, task: Task, prompt: ChatPrompt) -> LLMAnswer:
+    labels = task.label_names
+    if not backend.can_score:
+        schema = {
+            "type": "object",
+            "properties": {
+                "labels": {"type": "array", "items": {"type": "string", "enum": labels}}
+            },
+            "required": ["labels"],
+        }
+        generation = backend.generate(prompt, json_schema=schema)
+        try:
+            chosen = [
+                label for label in json.loads(generation.text).get("labels", []) if label in labels
+            ]
+        except (ValueError, AttributeError):
+            return LLMAnswer(None, None, {"reply": generation.text[:200]})
+        return LLMAnswer(tuple(dict.fromkeys(chosen)), None, {"reply": generation.text[:200]})
+    p_yes = backend.score_yes_no(prompt, labels)
+    chosen = tuple(
+        label for label, p in zip(labels, p_yes, strict=True) if p >= MULTILABEL_THRESHOLD
+    )
+    return LLMAnswer(
+        chosen, dict(zip(labels, p_yes.tolist(), strict=True)), {"threshold": MULTILABEL_THRESHOLD}
+    )
+
+
+def locate_spans(
+    text: str, entities: Sequence[dict[str, Any]], labels: Sequence[str]
+) -> tuple[tuple[Span, ...], int]:
+    """Map entity texts to character offsets: every occurrence in the text (exact match, else
+    case-insensitive) gets the label; overlaps keep the earlier, then longer, span. Returns the
+    spans sorted by start and how many entities were dropped (not in the text, or unknown label)."""
+    found: list[Span] = []
+    dropped = 0
+    lowered = text.lower()
+    for entity in entities:
+        surface, label = str(entity.get("text", "")).strip(), entity.get("label")
+        if not surface or label not in labels:
+            dropped += 1
+            continue
+        starts = [m.start() for m in re.finditer(re.escape(surface), text)]
+        if not starts:
+            starts = [m.start() for m in re.finditer(re.escape(surface.lower()), lowered)]
+        if not starts:
+            dropped += 1
+            continue
+        found.extend(
+            Span(s, s + len(surface), str(label), text[s : s + len(surface)]) for s in starts
+        )
+    kept: list[Span] = []
+    for span in sorted(set(found), key=lambda s: (s.start, -(s.end - s.start), s.label)):
+        if not kept or span.start >= kept[-1].end:
+            kept.append(span)
+    return tuple(kept), dropped
+
+
+def answer_spans(backend: Backend, task: Task, prompt: ChatPrompt, text: str) -> LLMAnswer:
+    generation = backend.generate(prompt, json_schema=span_schema(task.label_names))
+    try:
+        entities = json.loads(generation.text).get("entities", [])
+        valid_json = isinstance(entities, list)
+    except (ValueError, AttributeError):
+        entities, valid_json = [], False
+    spans, dropped = locate_spans(
+        text, [e for e in entities if isinstance(e, dict)] if valid_json else [], task.label_names
+    )
+    info = {"dropped_spans": dropped, "tokens_out": generation.tokens_out}
+    if not valid_json:
+        info["invalid_reply"] = generation.text[:200]
+    return LLMAnswer(spans, None, info)
+
+
+def answer(
+    backend: Backend,
+    task: Task,
+    prompt: ChatPrompt,
+    text: str,
+    method: Method = "score",
+    prior: np.ndarray | None = None,
+) -> LLMAnswer:
+    """The LLM's answer for one prompt, by task kind and method."""
+    if task.kind == "classify":
+        return answer_classify(backend, task, prompt, method, prior)
+    if task.kind == "multilabel":
+        return answer_multilabel(backend, task, prompt)
+    return answer_spans(backend, task, prompt, text)

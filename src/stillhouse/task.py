@@ -1,0 +1,204 @@
+"""The Task: what is being labelled and how, loaded and validated from ``task.toml``.
+
+Any mistake in the file becomes one :class:`~stillhouse.errors.StillhouseError` that names the
+file, the key and what was expected; pydantic's own report is never shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stillhouse.data.records import Kind
+from stillhouse.errors import Errors, fail
+
+STORE_FILE_NAME = "stillhouse.db"
+
+# Rules the gate understands (see `stillhouse gate`); any other key in [gate] is a mistake.
+GATE_RULES = (
+    "min_accuracy",
+    "min_macro_f1",
+    "min_coverage_at_precision",
+    "max_ece",
+    "max_p95_latency_ms",
+    "max_flip_rate",
+    "min_worst_slice_accuracy",
+    "no_significant_regression",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputFields(_Strict):
+    """Which fields of a data row hold the text, the gold answer, the id and extra metadata."""
+
+    text: str = "text"
+    label: str = "label"
+    id: str = "id"
+    meta: tuple[str, ...] = ()
+
+
+class ShotSpan(_Strict):
+    text: str = Field(min_length=1)
+    label: str
+
+
+class Shot(_Strict):
+    """A fixed few-shot example: a text and its answer (label, labels or spans by task kind)."""
+
+    text: str = Field(min_length=1)
+    label: str | None = None
+    labels: tuple[str, ...] | None = None
+    spans: tuple[ShotSpan, ...] | None = None
+
+
+class LLMSettings(_Strict):
+    """How the LLM annotates: model, runtime and prompt options (all overridable from the CLI)."""
+
+    model: str = "qwen2.5-0.5b"
+    n_ctx: int = Field(default=4096, ge=256)
+    threads: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    contextual_calibration: bool = False
+    shots: int = Field(default=0, ge=0)
+    max_text_tokens: int = Field(default=512, ge=8)
+    batch_size: int = Field(default=16, ge=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    concurrency: int = Field(default=4, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    api_key_env: str = "OPENAI_API_KEY"
+    score_tolerance: float = Field(default=1e-4, ge=0.0, lt=1.0)
+
+
+class Task(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["classify", "multilabel", "spans"] = "classify"
+    instructions: str = ""
+    labels: dict[str, str] = Field(min_length=1)
+    examples: tuple[Shot, ...] = ()
+    input: InputFields = InputFields()
+    languages: tuple[str, ...] = ("en",)
+    llm: LLMSettings = LLMSettings()
+    gate: dict[str, Any] = Field(default_factory=dict)
+    # Where the task was loaded from; the store lives next to it.
+    path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check_labels_and_examples(self) -> Task:
+        unknown = [key for key in self.gate if key not in GATE_RULES]
+        if unknown:
+            raise ValueError(
+                f"key `gate.{unknown[0]}`: unknown gate rule (keys after a [gate] header belong "
+                f"to it); known rules: {', '.join(GATE_RULES)}"
+            )
+        if self.kind == "classify" and len(self.labels) < 2:
+            raise ValueError("labels: a `classify` task needs at least 2 labels")
+        for name in self.labels:
+            if not name.strip() or name != name.strip():
+                raise ValueError(f"labels: label name {name!r} is empty or has surrounding spaces")
+        for i, shot in enumerate(self.examples):
+            given = [k for k in ("label", "labels", "spans") if getattr(shot, k) is not None]
+            expected = {"classify": "label", "multilabel": "labels", "spans": "spans"}[self.kind]
+            if given != [expected]:
+                raise ValueError(
+                    f"examples[{i}]: a `{self.kind}` task's example needs `{expected}` "
+                    f"(and nothing else of label/labels/spans); it has {given or 'none'}"
+                )
+            names = (
+                [shot.label]
+                if shot.label is not None
+                else list(shot.labels or ()) + [s.label for s in shot.spans or ()]
+            )
+            for name in names:
+                if name not in self.labels:
+                    raise ValueError(
+                        f"examples[{i}]: label {name!r} is not one of the task's labels"
+                    )
+        return self
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def task_kind(self) -> Kind:
+        return self.kind
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def store_path(self) -> Path:
+        return self.directory / STORE_FILE_NAME
+
+    def fingerprint(self) -> str:
+        """sha256 of the task's content (not its location): recorded with every run."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return (
+            f"key `{key}`: unknown key (check the spelling; see `stillhouse init` for the template)"
+        )
+    if key == "labels" and kind == "too_short":
+        return "key `labels`: add at least one label as `name = \"description\"` under [labels]"
+    if kind == "missing":
+        return f"key `{key}`: required but missing"
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    got = error.get("input")
+    shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+    return f"key `{key}`: {message.lower()} (got {shown})"
+
+
+def parse_task(data: dict[str, Any], path: Path) -> Task:
+    """Validate a parsed task.toml table; raise one readable error listing every problem."""
+    try:
+        return Task.model_validate({**data, "path": path})
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors(include_url=False))
+        raise fail(Errors.E003, path=path, problems=problems) from None
+
+
+def load_task(path: str | Path) -> Task:
+    """Read and validate ``task.toml`` (or the task.toml inside a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "task.toml"
+    if not path.is_file():
+        raise fail(Errors.E001, path=path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise fail(Errors.E002, path=path, detail=str(error)) from None
+    except UnicodeDecodeError as error:
+        raise fail(Errors.E002, path=path, detail=f"not UTF-8 ({error.reason})") from None
+    if "path" in data:
+        raise fail(Errors.E004, path=path, key="path", detail="unknown key")
+    return parse_task(data, path.resolve())
+
+
+def init_task(directory: str | Path) -> Path:
+    """Write a commented template ``task.toml`` into ``directory`` (created if needed)."""
+    from importlib.resources import files
+
+    directory = Path(directory)
+    target = directory / "task.toml"
+    if target.exists():
+        raise fail(Errors.E005, path=directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    template = files("stillhouse").joinpath("templates/task.toml").read_text(encoding="utf-8")
+    target.write_text(template.replace("{name}", directory.resolve().name), encoding="utf-8")
+    return target
