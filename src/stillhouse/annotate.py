@@ -101,7 +101,7 @@ def _cache_key(backend: Backend, prompt: ChatPrompt, task: Task, method: str) ->
             "calibration": task.llm.contextual_calibration,
             "seed": task.llm.seed,
             "max_new_tokens": task.llm.max_new_tokens,
-            "score_tolerance": task.llm.score_tolerance,
+            "score_tolerance": getattr(backend, "tolerance", None),
             "version": PROMPT_VERSION,
         }
     )

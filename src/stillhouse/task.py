@@ -74,7 +74,7 @@ class LLMSettings(_Strict):
     concurrency: int = Field(default=4, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     api_key_env: str = "OPENAI_API_KEY"
-    score_tolerance: float = Field(default=1e-4, ge=0.0, lt=1.0)
+    score_tolerance: float = Field(default=1e-3, ge=0.0, lt=1.0)
 
 
 class Task(_Strict):
@@ -153,7 +153,7 @@ def _describe(error: dict[str, Any]) -> str:
             f"key `{key}`: unknown key (check the spelling; see `stillhouse init` for the template)"
         )
     if key == "labels" and kind == "too_short":
-        return "key `labels`: add at least one label as `name = \"description\"` under [labels]"
+        return 'key `labels`: add at least one label as `name = "description"` under [labels]'
     if kind == "missing":
         return f"key `{key}`: required but missing"
     if kind == "value_error":

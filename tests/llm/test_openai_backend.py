@@ -27,20 +27,6 @@ pytestmark = pytest.mark.slow
 FAST_RETRIES = {"retry_base_s": 0.01}
 SENTIMENT = ("positive", "negative", "neutral")
 
-# Stock llama_cpp.server, with llama.cpp's weight repacking ("extra buffer types") turned off:
-# on VMs that advertise AMX, the repacked AMX kernels die with SIGILL (seen on the dev machine).
-LAUNCH_SERVER = """
-import runpy
-import llama_cpp.llama_cpp as api
-default_params = api.llama_model_default_params
-def model_params_without_repacking():
-    params = default_params()
-    params.use_extra_bufts = False
-    return params
-api.llama_model_default_params = model_params_without_repacking
-runpy.run_module("llama_cpp.server", run_name="__main__")
-"""
-
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -65,7 +51,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     model = str(resolve_embedded("smollm2-135m"))
-    command = [sys.executable, "-c", LAUNCH_SERVER, "--model", model, "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_ctx", "2048"]
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

@@ -176,8 +176,9 @@ def answer_spans(backend: Backend, task: Task, prompt: ChatPrompt, text: str) ->
         text, [e for e in entities if isinstance(e, dict)] if valid_json else [], task.label_names
     )
     info = {"dropped_spans": dropped, "tokens_out": generation.tokens_out}
-    if not valid_json:
+    if not valid_json:  # e.g. cut off at max_new_tokens
         info["invalid_reply"] = generation.text[:200]
+        info["invalid"] = True
     return LLMAnswer(spans, None, info)
 
 

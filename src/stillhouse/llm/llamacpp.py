@@ -207,7 +207,7 @@ class LlamaCppBackend:
             batch.logits[i] = logits
         status = self._lib.llama_decode(self._ctx, batch)
         if status != 0:
-            raise fail(Errors.E306, path=self.path, detail=f"llama_decode returned {status}")
+            raise fail(Errors.E312, tokens=len(entries), path=self.path, status=status)
         self.tokens_processed += len(entries)
 
     def _logits(self, index: int) -> np.ndarray:
@@ -316,7 +316,12 @@ class LlamaCppBackend:
                     break
                 self._decode(
                     [
-                        (nodes[i].token, prefix_length + nodes[i].depth, [s + 1 for s in nodes[i].seqs], True)
+                        (
+                            nodes[i].token,
+                            prefix_length + nodes[i].depth,
+                            [s + 1 for s in nodes[i].seqs],
+                            True,
+                        )
                         for i in chosen
                     ]
                 )
@@ -345,12 +350,16 @@ class LlamaCppBackend:
             if read_next:
                 next_logits[group[local]] = tail_logits[path[-1]]
 
-    def _most_likely(self, frontier: list[int], nodes: list[_TrieNode], log_prob: np.ndarray) -> list[int]:
+    def _most_likely(
+        self, frontier: list[int], nodes: list[_TrieNode], log_prob: np.ndarray
+    ) -> list[int]:
         """The frontier nodes to expand: most likely first, until what is left holds less than
         ``tolerance`` of the total label mass (finished labels plus the frontier)."""
         finished = [i for i, n in enumerate(nodes) if not n.children and not np.isnan(log_prob[i])]
         mass = np.exp(log_prob[frontier])
-        total = float(np.exp(log_prob[finished]).sum() + mass.sum()) if finished else float(mass.sum())
+        total = (
+            float(np.exp(log_prob[finished]).sum() + mass.sum()) if finished else float(mass.sum())
+        )
         order = np.argsort(-mass, kind="stable")
         chosen, left = [], float(mass.sum())
         for position in order:

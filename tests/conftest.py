@@ -1,0 +1,115 @@
+"""Shared fixtures: the bundled NusaX sample, task folders that use the small model, the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# llama.cpp's OpenMP threads spin while they wait for each other; on a machine where other
+# processes compete for the cores that turns a 0.5 s decode into 8 s. Must be set before
+# llama_cpp (and with it libgomp) is loaded; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+REPO = Path(__file__).resolve().parents[1]
+NUSAX = REPO / "examples" / "nusax-sentiment-en"
+SMALL_MODEL = "smollm2-135m"
+
+Rows = list[dict[str, Any]]
+TaskWriter = Callable[..., Path]
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def nusax_rows() -> Rows:
+    """The NusaX-Senti English test rows in file order: ``{"id", "text", "label"}``."""
+    with (NUSAX / "test.csv").open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write rows as CSV (columns of the first row) or JSONL, by the file's suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        path.write_text(
+            "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_rows() -> Callable[[Path, Sequence[dict[str, Any]]], Path]:
+    """``write_rows(path, rows)``: rows as CSV (columns of the first row) or JSONL, by suffix."""
+    return _write_rows
+
+
+def nusax_task_text(*, batch_size: int = 4, extra_llm: str = "") -> str:
+    """The bundled NusaX task.toml, switched to the small model, 2 threads and small batches."""
+    text = (NUSAX / "task.toml").read_text(encoding="utf-8")
+    replaced = text.replace('model = "qwen2.5-0.5b"', f'model = "{SMALL_MODEL}"\nthreads = 2')
+    replaced = replaced.replace("batch_size = 16", f"batch_size = {batch_size}")
+    assert replaced.count(SMALL_MODEL) == 1 and f"batch_size = {batch_size}" in replaced, (
+        "examples/nusax-sentiment-en/task.toml changed: update nusax_task_text"
+    )
+    return replaced + extra_llm
+
+
+@pytest.fixture(scope="session")
+def write_task() -> TaskWriter:
+    """``write_task(folder, text=None, **kwargs)`` writes ``folder/task.toml`` (by default the
+    NusaX task on the small model; ``kwargs`` go to :func:`nusax_task_text`) and returns its path."""
+
+    def write(folder: Path, text: str | None = None, **kwargs: Any) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "task.toml"
+        path.write_text(text if text is not None else nusax_task_text(**kwargs), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def cli_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One STILLHOUSE_HOME for every CLI run of the session: the model file is hashed once."""
+    return tmp_path_factory.mktemp("stillhouse-home")
+
+
+@pytest.fixture(scope="session")
+def cli_env(cli_home: Path) -> dict[str, str]:
+    """Environment for a CLI subprocess: private model-hash cache, wide plain output."""
+    return {
+        **os.environ,
+        "STILLHOUSE_HOME": str(cli_home),
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+    }
+
+
+@pytest.fixture(scope="session")
+def run_cli(cli_env: dict[str, str]) -> CLI:
+    """``run_cli(cwd, *args, timeout=120)``: the real ``stillhouse`` command in a subprocess."""
+
+    def run(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stillhouse.cli", *args],
+            cwd=cwd,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
