@@ -94,11 +94,10 @@ def _next_token_log_probs(model: llama_cpp.Llama) -> np.ndarray:
 def reference_scores(
     backend: LlamaCppBackend, model: llama_cpp.Llama, prompt: ChatPrompt, labels: Sequence[str]
 ) -> np.ndarray:
-    """Sum of log P(token | everything before) over each label's tokens and the end-of-turn
-    token, evaluating the label's tokens one at a time after the prompt.
+    """Sum of log P(token | everything before) over each label's continuation (its tokens, plus
+    end-of-turn where it starts another label), evaluating one token at a time after the prompt.
 
-    The prompt goes in the chunks the backend decodes (the fixed part, the text, then the
-    prompt's last token once more on its own): llama.cpp's kernels round slightly differently
+    The prompt goes in the chunks the backend decodes (the fixed part, then the text): llama.cpp's kernels round slightly differently
     by batch shape.
     """
     fixed, variable = backend.prompt_tokens(prompt)
@@ -106,12 +105,9 @@ def reference_scores(
     model.reset()
     model.eval(fixed)
     model.eval(variable)
-    model.n_tokens = prompt_length - 1
-    model.eval(variable[-1:])
     after_prompt = _next_token_log_probs(model)
     scores = []
-    for label in labels:
-        continuation = [*backend._tokenize(label), backend._end_of_turn]
+    for continuation in backend.label_continuations(labels):
         model.n_tokens = prompt_length  # the next eval drops everything after the prompt
         log_probs, total = after_prompt, 0.0
         for position, token in enumerate(continuation):
@@ -124,6 +120,16 @@ def reference_scores(
 
 
 # label scoring ---------------------------------------------------------------------------------
+
+
+def test_only_a_label_that_starts_another_gets_the_end_of_turn_token(
+    backend: LlamaCppBackend,
+) -> None:
+    card, card_arrival, top_up = backend.label_continuations(["card", "card_arrival", "top_up"])
+    assert card == [*backend._tokenize("card"), backend._end_of_turn]
+    assert card_arrival == backend._tokenize("card_arrival")
+    assert top_up == backend._tokenize("top_up")
+    assert card_arrival[: len(card) - 1] == card[:-1]  # "card" is a token prefix of the other
 
 
 @pytest.mark.parametrize(

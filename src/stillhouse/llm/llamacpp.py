@@ -3,12 +3,15 @@
 Scoring works on a context of our own with a unified KV cache and many sequences:
 
 1. The prompt's fixed part (instructions, labels, fixed examples) is decoded once into sequence 0
-   and kept while the next prompts share it; the variable part (the text) is decoded after it.
-   The fixed part is always decoded on its own, so the numbers do not depend on what ran before.
-2. The label continuations form a token trie. Sequence 0 is copied (cheaply: cells are shared) to
-   one sequence per label, and all trie nodes are decoded in one batch, each node tagged with the
-   sequences of the labels below it. One decode at prompt-processing speed scores every label.
-3. The label cells are dropped again, leaving the prefix for the next text.
+   and kept while the next prompts share it. The fixed part is always decoded on its own and
+   the variable part (the text) in one batch after it, so the numbers do not depend on what
+   ran before.
+2. The label continuations form a token trie. The fixed part is copied (cheaply: cells are
+   shared) to one sequence per label; the text is decoded tagged with sequence 0 and every
+   label's sequence. Then the trie is expanded best-first, level by level, each round one batch
+   of nodes, each node tagged with the sequences of the labels below it: label scoring runs at
+   prompt-processing speed, and stops early where the remaining labels hold negligible mass.
+3. The label sequences are dropped again, leaving the prompt for the next text.
 """
 
 from __future__ import annotations
@@ -221,8 +224,8 @@ class LlamaCppBackend:
             chunk = tokens[offset : offset + self._n_batch]
             self._decode([(t, start + offset + i, (0,), False) for i, t in enumerate(chunk)])
 
-    def _set_prefix(self, fixed: list[int], variable: list[int]) -> None:
-        """Make sequence 0 hold fixed + variable, decoding only what is not there yet."""
+    def _set_fixed(self, fixed: list[int]) -> None:
+        """Make sequence 0 hold exactly the fixed part, decoded on its own unless it is there."""
         mem = self._memory
         if self._cached[: len(fixed)] != fixed or self._fixed_length != len(fixed):
             self._lib.llama_memory_clear(mem, True)
@@ -230,11 +233,9 @@ class LlamaCppBackend:
             self._decode_sequence(fixed, 0)
             self._cached = list(fixed)
             self._fixed_length = len(fixed)
-        if self._cached[len(fixed) :] != variable:
+        elif len(self._cached) > len(fixed):
             self._lib.llama_memory_seq_rm(mem, 0, len(fixed), -1)
             self._cached = self._cached[: len(fixed)]
-            self._decode_sequence(variable, len(fixed))
-            self._cached += variable
 
     def _score_continuations(
         self, prompt: ChatPrompt, continuations: Sequence[Sequence[int]], read_next: bool
@@ -252,12 +253,23 @@ class LlamaCppBackend:
                     n_ctx=self.settings.n_ctx,
                 ),
             )
-        self._set_prefix(fixed, variable)
-        prefix_length = len(self._cached)
+        # The variable part is decoded together with the first round of the label trie.
+        self._set_fixed(fixed)
+        prefix_length = len(fixed) + len(variable)
         totals = np.zeros(len(continuations))
         next_logits: list[np.ndarray] = [np.empty(0)] * len(continuations)
+        root: np.ndarray | None = None
         for group in self._groups(continuations, read_next):
-            self._score_group(continuations, group, prefix_length, read_next, totals, next_logits)
+            root = self._score_group(
+                continuations,
+                group,
+                prefix_length,
+                variable,
+                root,
+                read_next,
+                totals,
+                next_logits,
+            )
         return totals, next_logits
 
     def _groups(self, continuations: Sequence[Sequence[int]], read_next: bool) -> list[list[int]]:
@@ -279,11 +291,19 @@ class LlamaCppBackend:
         continuations: Sequence[Sequence[int]],
         group: list[int],
         prefix_length: int,
+        variable: list[int],
+        root: np.ndarray | None,
         read_next: bool,
         totals: np.ndarray,
         next_logits: list[np.ndarray],
-    ) -> None:
-        """Score one group of continuations over the cached prefix, best-first through the trie.
+    ) -> np.ndarray:
+        """Score one group of continuations over the cached prefix, best-first through the trie;
+        returns the log-distribution after the prompt (``root``, computed by the first group).
+
+        The first group decodes the prompt's variable part (the text) tagged with sequence 0 and
+        every label's sequence, in one batch; later groups copy it from sequence 0. The fixed
+        part is always decoded on its own, the variable part always in one batch after it: the
+        numbers do not depend on what ran before.
 
         Each round decodes, as one batch, the trie nodes whose children are still unknown. With
         ``tolerance`` > 0 (and not ``read_next``), nodes are expanded most likely first and
@@ -293,17 +313,14 @@ class LlamaCppBackend:
         """
         mem = self._memory
         nodes, paths = _build_trie([continuations[i] for i in group])
-        # Re-decode the last prefix token with logits, tagged with every label's sequence: its
-        # distribution scores the first tokens.
-        last = self._cached[-1]
-        self._lib.llama_memory_seq_rm(mem, 0, prefix_length - 1, -1)
-        for local in range(len(group)):
-            self._lib.llama_memory_seq_cp(mem, 0, local + 1, -1, -1)
         log_prob = np.full(len(nodes), np.nan)
         tail_logits: dict[int, np.ndarray] = {}
         try:
-            self._decode([(last, prefix_length - 1, [0, *range(1, len(group) + 1)], True)])
-            root = _log_softmax(self._logits(0))
+            if root is None:
+                root = self._decode_variable(variable, prefix_length, len(group))
+            else:
+                for local in range(len(group)):
+                    self._lib.llama_memory_seq_cp(mem, 0, local + 1, -1, -1)
             frontier = []
             for index, node in enumerate(nodes):
                 if node.parent == -1:
@@ -339,7 +356,6 @@ class LlamaCppBackend:
         finally:
             for local in range(len(group)):
                 self._lib.llama_memory_seq_rm(mem, local + 1, -1, -1)
-            # Sequence 0 holds the last prefix token again: the cache is as before.
         for local, path in enumerate(paths):
             known = [i for i in path if not np.isnan(log_prob[i])]
             deepest = known[-1]
@@ -349,6 +365,31 @@ class LlamaCppBackend:
                 totals[group[local]] = log_prob[deepest] - np.log(len(nodes[deepest].seqs))
             if read_next:
                 next_logits[group[local]] = tail_logits[path[-1]]
+        return root
+
+    def _decode_variable(
+        self, variable: list[int], prefix_length: int, n_labels: int
+    ) -> np.ndarray:
+        """Decode the variable part into sequence 0 and the ``n_labels`` label sequences (which
+        get the fixed part by copy); returns the log-distribution after the prompt."""
+        start = prefix_length - len(variable)
+        # A very long text goes into sequence 0 in chunks first; only its last token is shared.
+        split = len(variable) - 1 if len(variable) > self._n_batch // 2 else 0
+        if split:
+            self._decode_sequence(variable[:split], start)
+            self._cached += variable[:split]
+        for local in range(n_labels):
+            self._lib.llama_memory_seq_cp(self._memory, 0, local + 1, -1, -1)
+        everyone = [0, *range(1, n_labels + 1)]
+        rest = variable[split:]
+        self._decode(
+            [
+                (token, start + split + i, everyone, i == len(rest) - 1)
+                for i, token in enumerate(rest)
+            ]
+        )
+        self._cached += rest
+        return _log_softmax(self._logits(len(rest) - 1))
 
     def _most_likely(
         self, frontier: list[int], nodes: list[_TrieNode], log_prob: np.ndarray
@@ -370,8 +411,16 @@ class LlamaCppBackend:
         return chosen
 
     # -- the Backend interface --------------------------------------------------------------
+    def label_continuations(self, labels: Sequence[str]) -> list[list[int]]:
+        """Each label's tokens as the reply. A label whose tokens start another label's gets the
+        end-of-turn token too, so that no continuation is a prefix of another: the scored events
+        ("the reply starts with this label") stay disjoint, and labels need no extra decode."""
+        tokens = [self._tokenize(label) for label in labels]
+        prefixes = {tuple(t[:i]) for t in tokens for i in range(1, len(t))}
+        return [[*t, self._end_of_turn] if tuple(t) in prefixes else t for t in tokens]
+
     def score_labels(self, prompt: ChatPrompt, labels: Sequence[str]) -> np.ndarray:
-        continuations = [[*self._tokenize(label), self._end_of_turn] for label in labels]
+        continuations = self.label_continuations(labels)
         totals, _ = self._score_continuations(prompt, continuations, read_next=False)
         return totals
 
