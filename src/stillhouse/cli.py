@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -57,16 +58,21 @@ def clean_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _progress_bar(description: str) -> Progress:
-    return Progress(
-        TextColumn(description),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    )
+@contextmanager
+def progress_reporter(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with rate and ETA on stderr; yields ``update(done, total)``."""
+    columns = (BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"))
+    with Progress(
+        TextColumn(description), *columns, TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
+        job = bar.add_task(description, total=None, rate="")
+
+        def update(done: int, total: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:.2f}/s" if elapsed else ""
+            bar.update(job, completed=done, total=total, rate=rate)
+
+        yield update
 
 
 @app.command()
@@ -129,15 +135,7 @@ def annotate(
     from stillhouse.task import load_task
 
     spec = load_task(task)
-    with _progress_bar("annotating") as bar:
-        job = bar.add_task("annotate", total=None, rate="")
-
-        def progress(done: int, total: int) -> None:
-            elapsed = bar.tasks[0].elapsed or 0.0
-            bar.update(
-                job, completed=done, total=total, rate=f"{done / elapsed:.2f}/s" if elapsed else ""
-            )
-
+    with progress_reporter("annotating") as progress:
         summary = run_annotate(
             spec,
             input,
@@ -274,7 +272,170 @@ def demo(
     """Run the flow on bundled real data (NusaX sentiment, English) with the embedded LLM."""
     from stillhouse.demo import run_demo
 
-    run_demo(workspace, limit=limit, model=model, console=out, progress=_progress_bar)
+    out.rule(f"stillhouse demo · NusaX sentiment (English) · {model}")
+    out.print(
+        f"The embedded LLM labels {limit} real test texts by scoring every label (no parsing, "
+        f"no invalid outputs); answers are cached in {workspace}/stillhouse.db and a rerun resumes."
+    )
+    result = run_demo(workspace, limit=limit, model=model, progress=progress_reporter)
+    table = Table(title="a few LLM labels with their probabilities", title_justify="left")
+    table.add_column("text", max_width=60)
+    table.add_column("gold")
+    table.add_column("LLM: label probabilities")
+    for text, gold, probs in result.samples:
+        ranked = sorted(probs.items(), key=lambda item: -item[1])
+        table.add_row(text[:120], gold, "  ".join(f"{label} {p:.2f}" for label, p in ranked))
+    out.print(table)
+    print_annotate_summary(result.summary)
+    out.print(
+        f"Next: `stillhouse export --task {result.task_path} --out labels.jsonl` writes the "
+        "labels as JSONL."
+    )
+
+
+@app.command()
+@clean_errors
+def evaluate(
+    task: TaskOption,
+    test: Annotated[
+        Path,
+        typer.Option("--test", help="Gold-labelled test data: .jsonl, .json, .csv or .parquet."),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json.")],
+    system: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--system",
+            "-s",
+            help="NAME=preds:FILE: a JSONL file of {id, label, probs} rows (repeatable).",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option(min=1, help="Bootstrap resamples for the intervals.")
+    ] = 1000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the bootstrap resamples.")] = 0,
+    slice_fields: Annotated[
+        list[str] | None,
+        typer.Option("--slice", help="Meta field to report accuracy per value of (repeatable)."),
+    ] = None,
+    target_precision: Annotated[
+        float | None,
+        typer.Option(
+            help="Accuracy for coverage-at-precision (default: the \\[gate] rule's, else 0.99)."
+        ),
+    ] = None,
+) -> None:
+    """Score every system on the test set (classify tasks): metrics with intervals, comparisons."""
+    from stillhouse.evaluate.results import RESULTS_FILE_NAME, write_results
+    from stillhouse.evaluate.run import evaluate as run_evaluate
+    from stillhouse.predictors import open_systems
+    from stillhouse.task import load_task
+
+    spec = load_task(task)
+    results = run_evaluate(
+        spec,
+        test,
+        open_systems(system or [], spec),
+        n_resamples=bootstrap,
+        seed=seed,
+        slices=slice_fields or [],
+        target_precision=target_precision,
+    )
+    path = write_results(results, out_dir / RESULTS_FILE_NAME)
+    print_leaderboard(results)
+    out.print(f"wrote {path}")
+
+
+def print_leaderboard(results: Any) -> None:
+    def interval(value: dict[str, float] | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value['estimate']:.3f} [{value['low']:.3f}–{value['high']:.3f}]"
+
+    n, resamples = results.data["n_items"], results.settings["n_resamples"]
+    target = results.settings["target_precision"]
+    table = Table(
+        title=f"evaluate · {results.task['name']} · {n} items · 95% CI from {resamples} resamples",
+        title_justify="left",
+    )
+    columns = (
+        "system",
+        "accuracy",
+        "macro-F1",
+        "weighted-F1",
+        "ECE",
+        "AURC",
+        f"coverage@{target:g}",
+    )
+    for column in columns:
+        table.add_column(column)
+    for name, system in results.systems.items():
+        metrics, calibration, selective = (
+            system["metrics"],
+            system["calibration"],
+            system["selective"],
+        )
+        table.add_row(
+            escape(name),
+            interval(metrics["accuracy"]),
+            interval(metrics["macro_f1"]),
+            interval(metrics["weighted_f1"]),
+            f"{calibration['ece_10_equal_mass']:.3f}" if calibration else "-",
+            interval(selective["aurc"]) if selective else "-",
+            interval(selective["coverage_at_precision"]["coverage"]) if selective else "-",
+        )
+    out.print(table)
+    for name, system in results.systems.items():
+        for field, slice_results in system["slices"].items():
+            out.print(
+                f"{escape(name)} · worst {escape(field)}: {escape(slice_results['worst'])} "
+                f"({slice_results['worst_accuracy']:.3f}, gap {slice_results['gap']:.3f})"
+            )
+    for comparison in results.comparisons:
+        out.print(escape(comparison["sentence"]))
+
+
+@app.command()
+@clean_errors
+def gate(
+    task: TaskOption,
+    results: Annotated[
+        Path, typer.Option("--results", "-r", help="results.json written by `stillhouse evaluate`.")
+    ],
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="A previous results.json, for the no_significant_regression rule."),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option(help="The system to gate (default: the first in results.json).")
+    ] = None,
+) -> None:
+    """Check task.toml [gate] against results.json: exit 0 when every rule passes, 1 otherwise."""
+    from stillhouse.evaluate.results import read_results
+    from stillhouse.gate import gate as run_gate
+    from stillhouse.task import load_task
+
+    report = run_gate(
+        load_task(task),
+        read_results(results),
+        read_results(baseline) if baseline is not None else None,
+        system,
+    )
+    verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
+    table = Table(title=f"gate · {escape(report.system)} · {verdict}", title_justify="left")
+    for column in ("rule", "measured", "threshold", "verdict", "reason"):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(
+            row.rule,
+            "-" if row.measured is None else f"{row.measured:.3f}",
+            escape(row.condition),
+            "[green]pass[/]" if row.passed else "[red]fail[/]",
+            escape(row.reason),
+        )
+    out.print(table)
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

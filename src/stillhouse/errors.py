@@ -72,6 +72,66 @@ class Errors:
     E403 = "Unknown {what} `{value}`; use one of: {choices}."
     E406 = "The bundled example `{name}` was not found (examples/ beside the package); run from a source checkout."
     E404 = "--shots needs the optional embedding packages: {detail}. Run `make setup`."
+    # evaluate: systems and predictions files
+    E501 = (
+        "Task {path} is a `{kind}` task; {command} handles `classify` tasks only in this version."
+    )
+    E502 = (
+        "--system `{spec}`: {detail}. Write NAME=preds:FILE, "
+        "e.g. --system linear=preds:reports/linear.jsonl."
+    )
+    E503 = (
+        "--system `{spec}`: `{source}:` systems are not available yet in this version; "
+        "write the system's predictions to a JSONL file and pass NAME=preds:FILE."
+    )
+    E504 = "evaluate needs at least one system: pass --system NAME=preds:FILE (repeatable)."
+    E505 = "{path}: a predictions file is JSON lines (.jsonl), one object per line; got `{suffix}`."
+    E506 = (
+        '{where}: {detail}. Each line is {{"id": ..., "label": ..., "probs": {{label: p, ...}}}} '
+        "(probs optional)."
+    )
+    E507 = "{where}: duplicate id {id!r} (first at {first}); give each example one prediction."
+    E508 = "{where}: id {id!r}: label {label!r} is not one of the task's labels ({labels})."
+    E509 = (
+        "{where}: id {id!r}: probabilities {detail}; probs must give every task label a finite, "
+        "non-negative probability, summing to 1 within {tolerance:g}."
+    )
+    E510 = (
+        "{where}: id {id!r} has {has} but {first_where} has {first_has}; give probs on every row "
+        "or on none."
+    )
+    E511 = (
+        "{path}: {count} prediction id(s) are not in {test}; first: {first_id!r} at {where}. "
+        "Predict the same test file you evaluate on."
+    )
+    E512 = "{path}: no prediction for {count} of the {total} example(s) of {test}: {ids}."
+    E513 = "System `{name}` returned {got} predictions for {expected} texts; expected one per text."
+    E514 = "System `{name}`, example {id!r}: {detail}."
+    E515 = "{what} must be {expected}, got {value!r}."
+    E516 = (
+        "--slice `{field}`: no test example has meta field `{field}` (meta fields present: "
+        "{present}). List it in task.toml [input].meta so it is read from the data."
+    )
+    E517 = "Two systems are named `{name}`; give each --system a distinct NAME."
+    # results.json
+    E520 = "Results file {path} does not exist; write one with `stillhouse evaluate ... --out DIR`."
+    E521 = "{path}: not a stillhouse results file ({detail})."
+    E522 = (
+        "{path}: results schema version {found}, this stillhouse reads version {expected}; "
+        "re-run `stillhouse evaluate` to regenerate it."
+    )
+    # gate
+    E530 = "{path}: [gate] has no rules; add some, e.g. min_accuracy = 0.9 (known rules: {rules})."
+    E531 = "System `{name}` is not in {path}; systems there: {names}."
+    E532 = (
+        "Baseline {baseline} was computed on other test data than {results} (data fingerprint "
+        "{baseline_fingerprint:.12} vs {results_fingerprint:.12}); a regression test compares "
+        "the same items."
+    )
+    E533 = (
+        "{path} was computed for labels {found}, but task {task} has labels {expected}; "
+        "evaluate again with this task."
+    )
 
 
 def fail(template: str, **fields: object) -> StillhouseError:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TextIO, TypeGuard
 
 from stillhouse.data.records import Answer, Example, Kind, Span, answer_to_json, text_id
 from stillhouse.errors import Errors, fail
@@ -87,22 +87,55 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     The lines go to a temporary file in the same folder, which replaces ``path`` only once it is
     complete and synced: a crash or an exception from ``records`` leaves the old file untouched.
     """
+    count = 0
+
+    def write(out: TextIO) -> None:
+        nonlocal count
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+
+    _write_atomically(Path(path), write)
+    return count
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """Write one JSON document to ``path`` atomically, as :func:`write_jsonl` does.
+
+    Strict JSON: a NaN or infinity in ``value`` raises ``ValueError`` and leaves ``path`` as it was.
+    """
+    text = json.dumps(value, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    _write_atomically(Path(path), lambda out: out.write(text))
+
+
+def read_json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """Each non-blank line of a JSON-lines file as ``(file:line, parsed value)``.
+
+    A missing file raises E101, bad UTF-8 E107 and a line that is not JSON E103 naming its line.
+    For files that are not data rows (predictions, …); data rows go through :func:`read_examples`.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise fail(Errors.E101, path=path)
+    for where, row in _jsonl_rows(path):
+        if isinstance(row, _InvalidRow):
+            raise fail(Errors.E103, where=where, detail=str(row))
+        yield where, row
+
+
+def _write_atomically(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Run ``write`` on a temporary file beside ``path``, sync it, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    count = 0
     try:
         with temporary.open("x", encoding="utf-8", newline="\n") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return count
 
 
 def data_fingerprint(examples: Sequence[Example]) -> str:
@@ -146,7 +179,7 @@ def prodigy_record(
 _Rows = Iterator[tuple[str, Any]]
 
 
-def _jsonl_rows(path: Path, task: Task) -> _Rows:
+def _jsonl_rows(path: Path, task: Task | None = None) -> _Rows:
     for number, line in enumerate(_read_utf8(path).split("\n"), start=1):
         if not line.strip():
             continue

@@ -1,0 +1,139 @@
+"""results.json: what `stillhouse evaluate` measured, in a versioned schema that `gate` reads.
+
+Schema version 1 (a JSON object; every rate, accuracy, F1, ECE and coverage is a share in [0, 1],
+never a percentage; an *interval* is ``{"estimate", "low", "high"}``: the value on the test set
+and its 95% percentile-bootstrap bounds, all systems using the same resamples):
+
+- ``schema_version``: 1. A reader refuses any other version.
+- ``task``: ``name``, ``kind`` (``"classify"``), ``labels`` (the order of every per-label list
+  and of the confusion matrix), ``fingerprint`` (sha256 of the task's content).
+- ``data``: ``path`` (the test file as given), ``fingerprint`` (sha256 of ids, texts and gold
+  labels in order: :func:`stillhouse.data.io.data_fingerprint`), ``n_items``, ``ids`` (the
+  example ids in test order; every per-item list below follows this order).
+- ``settings``: ``n_resamples`` (bootstrap resamples), ``seed`` (of the resamples),
+  ``confidence`` (0.95), ``target_precision`` (of ``coverage_at_precision``), ``slices`` (the
+  meta fields sliced by).
+- ``provenance``: ``package_versions`` (name → version, Python included), ``created_at``
+  (ISO 8601, UTC).
+- ``systems``: system name → (in the order given on the command line; the first is the default
+  system of ``gate``):
+
+  - ``description``: the predictor's ``describe()`` (for a predictions file: path, sha256, rows).
+  - ``has_probabilities``: whether ``calibration`` and ``selective`` could be measured.
+  - ``metrics``: intervals ``accuracy``, ``macro_f1`` (unweighted mean over all task labels),
+    ``micro_f1`` (equals accuracy for single-label tasks), ``weighted_f1`` (by gold support).
+  - ``per_label``: label → ``precision``, ``recall``, ``f1``, ``support`` (gold count).
+  - ``confusion_matrix``: counts, rows gold, columns predicted, both in ``task.labels`` order.
+  - ``calibration`` (null without probabilities): ``ece_10_equal_mass`` (HELM's ece_10_bin),
+    ``ece_10_equal_width``, ``brier`` (multiclass sum over labels, in [0, 2]), ``nll`` (mean
+    negative natural-log likelihood of the gold label, nats), ``reliability_bins`` (10 equal-width
+    bins, empty ones left out: ``low``, ``high``, ``mean_confidence``, ``accuracy``, ``count``).
+    Confidence is the probability the system gave its own answer.
+  - ``selective`` (null without probabilities): intervals ``aurc`` (area under the
+    risk–coverage curve, lower is better) and ``accuracy_at_top_10pct`` (accuracy on the 10% most
+    confident items); ``coverage_at_precision``: ``target``, ``coverage`` (an interval: the
+    largest share of items answerable at accuracy ≥ target), ``threshold`` (answer iff confidence
+    ≥ it; null when no threshold reaches the target) and ``accuracy`` (of the answered items).
+  - ``slices``: meta field → ``groups`` (value → ``n`` and ``accuracy`` interval; examples
+    without the field form the group ``"(missing)"``), ``worst`` / ``best`` (group names),
+    ``worst_accuracy`` and ``gap`` (best − worst accuracy).
+  - ``correct``: per item, 1 where the system's label equals the gold label, else 0.
+
+- ``comparisons``: one object per pair of systems (a before b in system order): ``a``, ``b``,
+  ``metric`` (``"accuracy"``), ``difference`` / ``low`` / ``high`` (accuracy of a minus b and its
+  paired-bootstrap interval), ``p_bootstrap`` (paired bootstrap), ``mcnemar`` (``only_a`` /
+  ``only_b``: items only a / only b got right; ``p``: exact two-sided), ``p_holm`` (the McNemar p
+  after Holm's correction over all pairs) and ``sentence`` (the verdict in words, at α = 0.05).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stillhouse.data.io import write_json
+from stillhouse.errors import Errors, fail
+
+SCHEMA_VERSION = 1
+RESULTS_FILE_NAME = "results.json"
+_SECTIONS = ("task", "data", "settings", "provenance", "systems", "comparisons")
+
+
+@dataclass(frozen=True)
+class Results:
+    """One evaluation: the sections of results.json (see the module docstring), JSON-ready."""
+
+    task: dict[str, Any]
+    data: dict[str, Any]
+    settings: dict[str, Any]
+    provenance: dict[str, Any]
+    systems: dict[str, dict[str, Any]]
+    comparisons: list[dict[str, Any]]
+    # Where the results were read from, for messages; not part of the file.
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path is not None else "the results"
+
+    def system(self, name: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The system called ``name`` (default: the first one) and its results; E531 if absent."""
+        if name is None:
+            name = next(iter(self.systems))
+        if name not in self.systems:
+            raise fail(Errors.E531, name=name, path=self.where, names=", ".join(self.systems))
+        return name, self.systems[name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **{section: getattr(self, section) for section in _SECTIONS},
+        }
+
+
+def write_results(results: Results, path: str | Path) -> Path:
+    """Write ``results`` to ``path`` atomically (a temporary file renamed over it); return it."""
+    path = Path(path)
+    write_json(path, results.to_json())
+    return path
+
+
+def read_results(path: str | Path) -> Results:
+    """Read a results.json: E520 if missing, E521 if not one, E522 for another schema version."""
+    path = Path(path)
+    if not path.is_file():
+        raise fail(Errors.E520, path=path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise fail(Errors.E521, path=path, detail=f"not valid JSON: {error}") from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise fail(Errors.E521, path=path, detail="no `schema_version` key at the top level")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise fail(Errors.E522, path=path, found=data["schema_version"], expected=SCHEMA_VERSION)
+    problem = _schema_problem(data)
+    if problem is not None:
+        raise fail(Errors.E521, path=path, detail=problem)
+    return Results(**{section: data[section] for section in _SECTIONS}, path=path)
+
+
+def _schema_problem(data: dict[str, Any]) -> str | None:
+    """What is missing or malformed in a version-1 document, or None (checks what gate reads)."""
+    expected = {section: list if section == "comparisons" else dict for section in _SECTIONS}
+    for section, kind in expected.items():
+        if not isinstance(data.get(section), kind):
+            return f"`{section}` is missing or not a JSON {'array' if kind is list else 'object'}"
+    if not data["systems"]:
+        return "`systems` is empty"
+    ids = data["data"].get("ids")
+    if not isinstance(ids, list) or data["data"].get("n_items") != len(ids):
+        return "`data.ids` is missing or does not hold `data.n_items` ids"
+    for name, system in data["systems"].items():
+        if not isinstance(system, dict) or not isinstance(system.get("metrics"), dict):
+            return f"system `{name}` has no `metrics`"
+        correct = system.get("correct")
+        if not isinstance(correct, list) or len(correct) != len(ids):
+            return f"system `{name}`: `correct` does not hold one 0/1 per item"
+    return None

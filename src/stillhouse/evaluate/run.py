@@ -1,0 +1,335 @@
+"""evaluate: score every system on one labelled test set, with intervals and paired comparisons.
+
+Classification tasks only in this version. One array of bootstrap resample indices is drawn
+and reused for every metric, slice and system, so all intervals come from the same resamples
+and the comparisons between systems are paired. The result is a :class:`Results` (see
+:mod:`stillhouse.evaluate.results` for every key and unit).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stillhouse.data.io import data_fingerprint, read_examples
+from stillhouse.data.records import Example, Prediction
+from stillhouse.errors import Errors, fail
+from stillhouse.evaluate.accuracy import classification_metrics, label_indices
+from stillhouse.evaluate.bootstrap import (
+    Interval,
+    bootstrap_interval,
+    confusion_per_resample,
+    divide_or_zero,
+    f1_from_confusion,
+    micro_f1_per_resample,
+    percentile_interval,
+    resample_indices,
+    resampled_values,
+)
+from stillhouse.evaluate.calibration import (
+    brier_score,
+    expected_calibration_error,
+    negative_log_likelihood,
+    reliability_bins,
+)
+from stillhouse.evaluate.paired import describe_difference, holm, mcnemar_exact, paired_bootstrap
+from stillhouse.evaluate.results import Results
+from stillhouse.evaluate.selective import (
+    accuracy_at_top_per_resample,
+    area_under_risk_coverage_per_resample,
+    coverage_at_precision,
+)
+from stillhouse.predictors import PredictionsFile, Predictor, check_prediction
+from stillhouse.provenance import package_versions
+from stillhouse.task import Task
+
+CONFIDENCE = 0.95
+ALPHA = 0.05
+DEFAULT_TARGET_PRECISION = 0.99
+TOP_SHARE = 0.10
+CALIBRATION_BINS = 10
+MISSING_SLICE = "(missing)"
+
+
+def evaluate(
+    task: Task,
+    test_path: str | Path,
+    systems: Mapping[str, Predictor],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    slices: Sequence[str] = (),
+    target_precision: float | None = None,
+) -> Results:
+    """Evaluate ``systems`` (name → Predictor) on the gold-labelled examples of ``test_path``.
+
+    ``slices``: meta fields (task.toml ``[input].meta``) to report accuracy per value of.
+    ``target_precision``: the accuracy ``coverage_at_precision`` must reach; None takes the
+    ``precision`` of the task's ``min_coverage_at_precision`` gate rule, else 0.99.
+    Bad input raises a StillhouseError: E501 (not a classify task), E504 (no system), E515 (bad
+    setting), E516 (unknown slice field), the read errors of :func:`read_examples` (an empty
+    test set is E104) and the prediction errors of :mod:`stillhouse.predictors`.
+    """
+    if task.kind != "classify":
+        raise fail(Errors.E501, path=task.path, kind=task.kind, command="evaluate")
+    if not systems:
+        raise fail(Errors.E504)
+    target = default_target_precision(task) if target_precision is None else target_precision
+    _check_settings(n_resamples, seed, target)
+    examples = read_examples(test_path, task, require_gold=True).examples
+    _check_slices(examples, slices)
+    labels = task.label_names
+    gold = label_indices([example.gold for example in examples], labels)
+    indices = resample_indices(len(examples), n_resamples, seed)
+    source = f"the test set {test_path}"
+    measured: dict[str, dict[str, Any]] = {}
+    for name, predictor in systems.items():
+        predictions = _predictions(name, predictor, examples, task, source)
+        predicted = label_indices([prediction.answer for prediction in predictions], labels)
+        correct = (predicted == gold).astype(np.int64)
+        measured[name] = {
+            "description": predictor.describe(),
+            **_system_results(predictions, predicted, gold, labels, indices, target),
+            "slices": _slice_results(examples, correct, indices, slices),
+            "correct": correct.tolist(),
+        }
+    return Results(
+        task={
+            "name": task.name,
+            "kind": task.kind,
+            "labels": labels,
+            "fingerprint": task.fingerprint(),
+        },
+        data={
+            "path": str(test_path),
+            "fingerprint": data_fingerprint(examples),
+            "n_items": len(examples),
+            "ids": [example.id for example in examples],
+        },
+        settings={
+            "n_resamples": n_resamples,
+            "seed": seed,
+            "confidence": CONFIDENCE,
+            "target_precision": target,
+            "slices": list(slices),
+        },
+        provenance={
+            "package_versions": package_versions(),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        systems=measured,
+        comparisons=_comparisons(measured, indices),
+    )
+
+
+def default_target_precision(task: Task) -> float:
+    """The precision of the task's ``min_coverage_at_precision`` gate rule, else 0.99."""
+    rule = task.gate.get("min_coverage_at_precision")
+    precision = rule.get("precision") if isinstance(rule, dict) else None
+    if isinstance(precision, int | float) and not isinstance(precision, bool):
+        return float(precision)
+    return DEFAULT_TARGET_PRECISION
+
+
+def _check_settings(n_resamples: int, seed: int, target: float) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise fail(Errors.E515, what="n_resamples", expected="an integer ≥ 1", value=n_resamples)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise fail(Errors.E515, what="seed", expected="an integer ≥ 0", value=seed)
+    if not 0 < target <= 1:
+        raise fail(Errors.E515, what="target_precision", expected="in (0, 1]", value=target)
+
+
+def _check_slices(examples: Sequence[Example], slices: Sequence[str]) -> None:
+    present = sorted({key for example in examples for key in example.meta})
+    for field in slices:
+        if field not in present:
+            shown = ", ".join(f"`{key}`" for key in present) or "none"
+            raise fail(Errors.E516, field=field, present=shown)
+
+
+def _predictions(
+    name: str, predictor: Predictor, examples: Sequence[Example], task: Task, source: str
+) -> list[Prediction]:
+    """The predictor's predictions for ``examples``, validated; all with probabilities or none."""
+    if isinstance(predictor, PredictionsFile):
+        return predictor.for_examples(examples, source=source)
+    predictions = predictor.predict([example.text for example in examples])
+    if len(predictions) != len(examples):
+        raise fail(Errors.E513, name=name, got=len(predictions), expected=len(examples))
+    for prediction, example in zip(predictions, examples, strict=True):
+        check_prediction(prediction, task, name, example.id)
+        if (prediction.probs is None) != (predictions[0].probs is None):
+            detail = "some predictions have probabilities and others not; give all or none"
+            raise fail(Errors.E514, name=name, id=example.id, detail=detail)
+    return predictions
+
+
+def _system_results(
+    predictions: Sequence[Prediction],
+    predicted: np.ndarray,
+    gold: np.ndarray,
+    labels: list[str],
+    indices: np.ndarray,
+    target: float,
+) -> dict[str, Any]:
+    """Metrics with intervals, per-label scores, confusion, calibration, selective prediction.
+
+    ``predicted``, ``gold``: shape (n,), label indices into ``labels``.
+    """
+    correct = (predicted == gold).astype(np.int64)
+    report = classification_metrics(gold, predicted, list(range(len(labels))))
+    confusion = confusion_per_resample(gold, predicted, indices, n_labels=len(labels))
+    f1 = f1_from_confusion(confusion)
+    support = confusion.sum(axis=-1)  # gold count of each label in each resample
+    ones = np.ones_like(correct)
+    per_resample = {
+        "accuracy": resampled_values(correct, indices),
+        "macro_f1": f1.mean(axis=-1),
+        "micro_f1": micro_f1_per_resample(correct, ones, ones, indices),
+        "weighted_f1": divide_or_zero((f1 * support).sum(axis=-1), support.sum(axis=-1)),
+    }
+    has_probabilities = predictions[0].probs is not None
+    results: dict[str, Any] = {
+        "has_probabilities": has_probabilities,
+        "metrics": {
+            metric: _interval(percentile_interval(report[metric], values, CONFIDENCE))
+            for metric, values in per_resample.items()
+        },
+        "per_label": {labels[int(code)]: scores for code, scores in report["per_label"].items()},
+        "confusion_matrix": report["confusion_matrix"],
+        "calibration": None,
+        "selective": None,
+    }
+    if has_probabilities:
+        probs = np.array([[p.probs[label] for label in labels] for p in predictions])  # type: ignore[index]
+        confidence = probs[np.arange(len(predicted)), predicted]
+        results["calibration"] = _calibration(probs, confidence, correct, gold)
+        results["selective"] = _selective(confidence, correct, indices, target)
+    return results
+
+
+def _calibration(
+    probs: np.ndarray, confidence: np.ndarray, correct: np.ndarray, gold: np.ndarray
+) -> dict[str, Any]:
+    return {
+        "ece_10_equal_mass": expected_calibration_error(
+            confidence, correct, CALIBRATION_BINS, scheme="mass"
+        ),
+        "ece_10_equal_width": expected_calibration_error(
+            confidence, correct, CALIBRATION_BINS, scheme="width"
+        ),
+        "brier": brier_score(probs, gold),
+        "nll": negative_log_likelihood(probs, gold),
+        "reliability_bins": [
+            dict(b._asdict()) for b in reliability_bins(confidence, correct, CALIBRATION_BINS)
+        ],
+    }
+
+
+def _selective(
+    confidence: np.ndarray, correct: np.ndarray, indices: np.ndarray, target: float
+) -> dict[str, Any]:
+    aurc = partial(area_under_risk_coverage_per_resample, confidence, correct)
+    top = partial(accuracy_at_top_per_resample, confidence, correct, share=TOP_SHARE)
+    at_precision = coverage_at_precision(confidence, correct, target, indices, CONFIDENCE)
+    assert at_precision.interval is not None  # indices were given
+    return {
+        "aurc": _interval(bootstrap_interval(aurc, indices, CONFIDENCE)),
+        "accuracy_at_top_10pct": _interval(bootstrap_interval(top, indices, CONFIDENCE)),
+        "coverage_at_precision": {
+            "target": target,
+            "coverage": _interval(at_precision.interval),
+            "threshold": at_precision.threshold,
+            "accuracy": at_precision.accuracy,
+        },
+    }
+
+
+def _slice_results(
+    examples: Sequence[Example], correct: np.ndarray, indices: np.ndarray, fields: Sequence[str]
+) -> dict[str, Any]:
+    """Per meta field: accuracy of each value's examples with intervals, the worst and the gap."""
+    results = {}
+    for field in fields:
+        values = np.array([str(example.meta.get(field, MISSING_SLICE)) for example in examples])
+        groups = {
+            value: _slice_accuracy(values == value, correct, indices)
+            for value in sorted(set(values.tolist()))
+        }
+        ranked = sorted(groups, key=lambda value: groups[value]["accuracy"]["estimate"])
+        worst, best = ranked[0], ranked[-1]
+        worst_accuracy = groups[worst]["accuracy"]["estimate"]
+        results[field] = {
+            "groups": groups,
+            "worst": worst,
+            "best": best,
+            "worst_accuracy": worst_accuracy,
+            "gap": groups[best]["accuracy"]["estimate"] - worst_accuracy,
+        }
+    return results
+
+
+def _slice_accuracy(member: np.ndarray, correct: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
+    """Accuracy on the members (shape (n,) bool), its interval over the resamples that hold any."""
+    estimate = float(correct[member].mean())
+    drawn = member[indices].sum(axis=1)
+    right = (member * correct)[indices].sum(axis=1)
+    held = drawn > 0
+    if held.any():
+        interval = percentile_interval(estimate, right[held] / drawn[held], CONFIDENCE)
+    else:  # a tiny slice no resample drew: nothing is known about its spread
+        interval = Interval(estimate, 0.0, 1.0)
+    return {"n": int(member.sum()), "accuracy": _interval(interval)}
+
+
+def _comparisons(measured: dict[str, dict[str, Any]], indices: np.ndarray) -> list[dict[str, Any]]:
+    """Every pair of systems: paired bootstrap and exact McNemar on accuracy, Holm over pairs."""
+    rows = []
+    for a, b in itertools.combinations(measured, 2):
+        correct_a = np.array(measured[a]["correct"])
+        correct_b = np.array(measured[b]["correct"])
+        observed = float(correct_a.mean() - correct_b.mean())
+        bootstrap = paired_bootstrap(
+            resampled_values(correct_a, indices),
+            resampled_values(correct_b, indices),
+            observed,
+            CONFIDENCE,
+        )
+        mcnemar = mcnemar_exact(correct_a, correct_b)
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "metric": "accuracy",
+                "difference": bootstrap.difference,
+                "low": bootstrap.low,
+                "high": bootstrap.high,
+                "p_bootstrap": bootstrap.p_value,
+                "mcnemar": {"only_a": mcnemar.b, "only_b": mcnemar.c, "p": mcnemar.p_value},
+            }
+        )
+    adjusted = holm(np.array([row["mcnemar"]["p"] for row in rows])) if rows else []
+    for row, p_holm in zip(rows, adjusted, strict=True):
+        row["p_holm"] = float(p_holm)
+        row["sentence"] = describe_difference(
+            row["a"],
+            row["b"],
+            row["difference"],
+            row["low"],
+            row["high"],
+            row["p_holm"],
+            ALPHA,
+            confidence=CONFIDENCE,
+        )
+    return rows
+
+
+def _interval(interval: Interval) -> dict[str, float]:
+    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high}

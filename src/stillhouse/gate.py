@@ -1,0 +1,257 @@
+"""gate: the production contract of task.toml ``[gate]``, checked against a results.json.
+
+Each rule gives one :class:`GateRow`: what was measured, the threshold, the verdict and why. A
+rule whose measurement is not in results.json fails ("not measured in results.json"), never
+passes silently. Classification tasks only in this version. Rules (task.GATE_RULES)::
+
+    min_accuracy = 0.90                  # accuracy ≥ it
+    min_macro_f1 = 0.85                  # macro-F1 ≥ it
+    min_coverage_at_precision = { precision = 0.99, coverage = 0.60 }
+    max_ece = 0.05                       # ECE, 10 equal-mass bins (HELM's ece_10_bin) ≤ it
+    max_p95_latency_ms = 50              # not measured by evaluate yet: fails
+    max_flip_rate = 0.02                 # not measured by evaluate yet: fails
+    min_worst_slice_accuracy = 0.80      # lowest accuracy of any --slice group ≥ it
+    no_significant_regression = true     # vs --baseline: accuracy not significantly lower
+
+Point estimates are compared with the thresholds; the reason shows the 95% interval too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stillhouse.errors import Errors, fail
+from stillhouse.evaluate.paired import mcnemar_exact
+from stillhouse.evaluate.results import Results
+from stillhouse.task import GATE_RULES, Task
+
+ALPHA = 0.05
+NOT_MEASURED = "not measured in results.json"
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One rule's verdict: ``measured`` is None when results.json lacks the measurement."""
+
+    rule: str
+    measured: float | None
+    threshold: Any  # the rule's value in task.toml
+    condition: str  # the threshold in words, e.g. "≥ 0.900"
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """The verdict on one system: passed iff every rule passed."""
+
+    system: str
+    rows: tuple[GateRow, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(row.passed for row in self.rows)
+
+    @property
+    def failed(self) -> list[GateRow]:
+        return [row for row in self.rows if not row.passed]
+
+
+@dataclass(frozen=True)
+class _Context:
+    name: str
+    system: dict[str, Any]
+    results: Results
+    baseline: Results | None
+
+
+def gate(
+    task: Task, results: Results, baseline: Results | None = None, system: str | None = None
+) -> GateReport:
+    """Check ``task.gate`` against ``results`` for ``system`` (default: its first system).
+
+    ``baseline``: the results the ``no_significant_regression`` rule compares with; it must have
+    been computed on the same test data (E532). Bad input raises: E501 (not a classify task),
+    E004 (a rule's value), E530 (no rules), E531 (unknown system), E533 (other labels).
+    """
+    if task.kind != "classify":
+        raise fail(Errors.E501, path=task.path, kind=task.kind, command="gate")
+    rules = _rules(task)
+    if results.task.get("labels") != task.label_names:
+        raise fail(
+            Errors.E533,
+            path=results.where,
+            found=results.task.get("labels"),
+            expected=task.label_names,
+            task=task.path,
+        )
+    name, measured = results.system(system)
+    context = _Context(name, measured, results, baseline)
+    return GateReport(name, tuple(_CHECKS[rule](value, context) for rule, value in rules))
+
+
+def _rules(task: Task) -> list[tuple[str, Any]]:
+    """The enabled rules in GATE_RULES order, each value checked (E004 names the key)."""
+    rules = []
+    for rule in GATE_RULES:
+        if rule not in task.gate:
+            continue
+        value = task.gate[rule]
+        problem = _value_problem(rule, value)
+        if problem is not None:
+            raise fail(Errors.E004, path=task.path, key=f"gate.{rule}", detail=problem)
+        if value is not False:  # no_significant_regression = false turns the rule off
+            rules.append((rule, value))
+    if not rules:
+        raise fail(Errors.E530, path=task.path, rules=", ".join(GATE_RULES))
+    return rules
+
+
+def _value_problem(rule: str, value: Any) -> str | None:
+    if rule == "no_significant_regression":
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if rule == "min_coverage_at_precision":
+        if not isinstance(value, dict) or set(value) != {"precision", "coverage"}:
+            return f"expected {{ precision = 0.99, coverage = 0.60 }}, got {value!r}"
+        if not (_is_number(value["precision"]) and 0 < value["precision"] <= 1):
+            return f"precision must be a number in (0, 1], got {value['precision']!r}"
+        if not (_is_number(value["coverage"]) and 0 <= value["coverage"] <= 1):
+            return f"coverage must be a number in [0, 1], got {value['coverage']!r}"
+        return None
+    if rule == "max_p95_latency_ms":
+        ok = _is_number(value) and value > 0
+        return None if ok else f"expected a number of milliseconds > 0, got {value!r}"
+    ok = _is_number(value) and 0 <= value <= 1
+    return None if ok else f"expected a share between 0 and 1 (not a percentage), got {value!r}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _at_least(rule: str, metric: str, shown: str) -> Callable[[Any, _Context], GateRow]:
+    def check(value: float, context: _Context) -> GateRow:
+        interval = context.system["metrics"][metric]
+        estimate = interval["estimate"]
+        passed = estimate >= value
+        reason = (
+            f"{shown} {estimate:.3f} (95% CI {interval['low']:.3f}–"
+            f"{interval['high']:.3f}) {'≥' if passed else '<'} {value:.3f}"
+        )
+        return GateRow(rule, estimate, value, f"≥ {value:.3f}", passed, reason)
+
+    return check
+
+
+def _coverage_at_precision(value: dict[str, float], context: _Context) -> GateRow:
+    rule, precision, coverage = "min_coverage_at_precision", value["precision"], value["coverage"]
+    condition = f"coverage ≥ {coverage:.2f} at precision {precision:g}"
+    selective = context.system.get("selective")
+    if selective is None:
+        return _not_measured(rule, value, condition, "the system gave no probabilities")
+    measured = selective["coverage_at_precision"]
+    if measured["target"] != precision:
+        detail = (
+            f"it has coverage at precision {measured['target']:g}; "
+            f"run evaluate with --target-precision {precision:g}"
+        )
+        return _not_measured(rule, value, condition, detail)
+    interval = measured["coverage"]
+    passed = interval["estimate"] >= coverage
+    threshold = measured["threshold"]
+    at = f"answering iff confidence ≥ {threshold:.4f}" if threshold is not None else "no threshold"
+    reason = (
+        f"coverage {interval['estimate']:.3f} (95% CI {interval['low']:.3f}–{interval['high']:.3f}) "
+        f"at precision {precision:g}, {at}; {'≥' if passed else '<'} {coverage:.2f}"
+    )
+    return GateRow(rule, interval["estimate"], value, condition, passed, reason)
+
+
+def _max_ece(value: float, context: _Context) -> GateRow:
+    condition = f"≤ {value:.3f}"
+    calibration = context.system.get("calibration")
+    if calibration is None:
+        return _not_measured("max_ece", value, condition, "the system gave no probabilities")
+    ece = calibration["ece_10_equal_mass"]
+    passed = ece <= value
+    reason = f"ECE (10 equal-mass bins) {ece:.3f} {'≤' if passed else '>'} {value:.3f}"
+    return GateRow("max_ece", ece, value, condition, passed, reason)
+
+
+def _later(rule: str, what: str, unit: str = "") -> Callable[[Any, _Context], GateRow]:
+    def check(value: float, context: _Context) -> GateRow:
+        condition = f"≤ {value:g}{unit}"
+        return _not_measured(rule, value, condition, f"{what} is not measured by this version")
+
+    return check
+
+
+def _worst_slice(value: float, context: _Context) -> GateRow:
+    rule, condition = "min_worst_slice_accuracy", f"≥ {value:.3f}"
+    slices = context.system.get("slices") or {}
+    if not slices:
+        return _not_measured(rule, value, condition, "evaluate with --slice FIELD")
+    field = min(slices, key=lambda name: slices[name]["worst_accuracy"])
+    worst = slices[field]["worst"]
+    accuracy = slices[field]["groups"][worst]["accuracy"]
+    passed = accuracy["estimate"] >= value
+    reason = (
+        f"worst slice {field}={worst} (n={slices[field]['groups'][worst]['n']}): accuracy "
+        f"{accuracy['estimate']:.3f} (95% CI {accuracy['low']:.3f}–{accuracy['high']:.3f}) "
+        f"{'≥' if passed else '<'} {value:.3f}"
+    )
+    return GateRow(rule, accuracy["estimate"], value, condition, passed, reason)
+
+
+def _no_significant_regression(value: bool, context: _Context) -> GateRow:
+    rule, condition = "no_significant_regression", f"accuracy not significantly lower (α={ALPHA:g})"
+    baseline = context.baseline
+    if baseline is None:
+        return GateRow(
+            rule, None, value, condition, False, "needs a baseline: pass --baseline results.json"
+        )
+    if baseline.data.get("fingerprint") != context.results.data.get("fingerprint"):
+        raise fail(
+            Errors.E532,
+            baseline=baseline.where,
+            results=context.results.where,
+            baseline_fingerprint=str(baseline.data.get("fingerprint")),
+            results_fingerprint=str(context.results.data.get("fingerprint")),
+        )
+    if context.name not in baseline.systems:
+        reason = (
+            f"the baseline has no system `{context.name}` "
+            f"(it has: {', '.join(baseline.systems)}); pass --system"
+        )
+        return GateRow(rule, None, value, condition, False, reason)
+    current = np.array(context.system["correct"])
+    before = np.array(baseline.systems[context.name]["correct"])
+    difference = float(current.mean() - before.mean())
+    p_value = mcnemar_exact(current, before).p_value
+    regressed = difference < 0 and p_value < ALPHA
+    verdict = "a significant regression" if regressed else "no significant regression"
+    reason = (
+        f"accuracy {current.mean():.3f} vs baseline {before.mean():.3f} "
+        f"({difference * 100:+.1f} points, McNemar exact p={p_value:.3g}): {verdict}"
+    )
+    return GateRow(rule, difference, value, condition, not regressed, reason)
+
+
+def _not_measured(rule: str, value: Any, condition: str, detail: str) -> GateRow:
+    return GateRow(rule, None, value, condition, False, f"{NOT_MEASURED} ({detail})")
+
+
+_CHECKS: dict[str, Callable[[Any, _Context], GateRow]] = {
+    "min_accuracy": _at_least("min_accuracy", "accuracy", "accuracy"),
+    "min_macro_f1": _at_least("min_macro_f1", "macro_f1", "macro-F1"),
+    "min_coverage_at_precision": _coverage_at_precision,
+    "max_ece": _max_ece,
+    "max_p95_latency_ms": _later("max_p95_latency_ms", "p95 latency", " ms"),
+    "max_flip_rate": _later("max_flip_rate", "the flip rate under perturbations"),
+    "min_worst_slice_accuracy": _worst_slice,
+    "no_significant_regression": _no_significant_regression,
+}
