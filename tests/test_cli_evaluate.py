@@ -95,7 +95,7 @@ def test_systems_that_are_not_files_yet_say_so(workspace: Path, run_cli: CLI) ->
     result = run_cli(
         workspace,
         *("evaluate", "--task", "task/task.toml", "--test", "test.jsonl"),
-        *("--system", "qwen=llm:qwen2.5-0.5b", "--out", "r3"),
+        *("--system", "linear=model:models/linear", "--out", "r3"),
     )
     assert_clean_error(result, "E503")
     assert "not available yet" in result.stderr

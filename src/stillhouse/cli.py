@@ -307,7 +307,8 @@ def evaluate(
         typer.Option(
             "--system",
             "-s",
-            help="NAME=preds:FILE: a JSONL file of {id, label, probs} rows (repeatable).",
+            help="NAME=preds:FILE (a JSONL file of {id, label, probs} rows) or NAME=llm:MODEL "
+            "(the task's prompt on an embedded model, a .gguf or openai:URL#MODEL); repeatable.",
         ),
     ] = None,
     bootstrap: Annotated[

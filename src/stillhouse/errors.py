@@ -77,14 +77,14 @@ class Errors:
         "Task {path} is a `{kind}` task; {command} handles `classify` tasks only in this version."
     )
     E502 = (
-        "--system `{spec}`: {detail}. Write NAME=preds:FILE, "
-        "e.g. --system linear=preds:reports/linear.jsonl."
+        "--system `{spec}`: {detail}. Write NAME=preds:FILE or NAME=llm:MODEL, "
+        "e.g. --system linear=preds:reports/linear.jsonl or --system llm=llm:qwen2.5-0.5b."
     )
     E503 = (
         "--system `{spec}`: `{source}:` systems are not available yet in this version; "
         "write the system's predictions to a JSONL file and pass NAME=preds:FILE."
     )
-    E504 = "evaluate needs at least one system: pass --system NAME=preds:FILE (repeatable)."
+    E504 = "evaluate needs at least one system: pass --system NAME=preds:FILE or NAME=llm:MODEL (repeatable)."
     E505 = "{path}: a predictions file is JSON lines (.jsonl), one object per line; got `{suffix}`."
     E506 = (
         '{where}: {detail}. Each line is {{"id": ..., "label": ..., "probs": {{label: p, ...}}}} '

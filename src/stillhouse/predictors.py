@@ -233,28 +233,37 @@ def _type_name(value: Any) -> str:
 
 
 # Sources a --system spec may name later (issue 3); for now only predictions files are read.
-PLANNED_SOURCES = ("llm", "model", "cascade")
+PLANNED_SOURCES = ("model", "cascade")
 
 
 def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
-    """Predictors from ``NAME=preds:FILE`` specs, by name in the order given.
+    """Predictors from ``NAME=preds:FILE`` and ``NAME=llm:MODEL`` specs, by name in the order
+    given (``MODEL`` as for annotate: an embedded model, a .gguf path or openai:URL#MODEL).
 
     E504: no spec; E517: a name twice; E502: not NAME=SOURCE:VALUE or an unknown source;
     E503: a source planned but not available yet (``llm:``, ``model:``, ``cascade:``).
     """
     if not specs:
         raise fail(Errors.E504)
-    files: dict[str, str] = {}
-    for spec in specs:  # every spec is checked before any file is read
+    sources: dict[str, tuple[str, str]] = {}
+    for spec in specs:  # every spec is checked before any file is read or model loaded
         name, source, value = _split_spec(spec)
-        if name in files:
+        if name in sources:
             raise fail(Errors.E517, name=name)
         if source in PLANNED_SOURCES:
             raise fail(Errors.E503, spec=spec, source=source)
-        if source != "preds":
+        if source not in ("preds", "llm"):
             raise fail(Errors.E502, spec=spec, detail=f"unknown source `{source}:`")
-        files[name] = value
-    return {name: PredictionsFile(path, task) for name, path in files.items()}
+        sources[name] = (source, value)
+    systems: dict[str, Predictor] = {}
+    for name, (source, value) in sources.items():
+        if source == "llm":
+            from stillhouse.llm.predictor import LLMPredictor
+
+            systems[name] = LLMPredictor(task, value)
+        else:
+            systems[name] = PredictionsFile(value, task)
+    return systems
 
 
 def _split_spec(spec: str) -> tuple[str, str, str]:
