@@ -155,7 +155,7 @@ def test_a_file_that_is_not_json_lines_is_refused(setup, tmp_path: Path) -> None
     ("specs", "code", "fragment"),
     [
         ([], "E504", "at least one system"),
-        (["gpt=llm:qwen2.5-0.5b"], "E503", "`llm:` systems are not available yet"),
+        (["distilled=model:models/linear"], "E503", "`model:` systems are not available yet"),
         (["small=model:models/linear"], "E503", "`model:` systems are not available yet"),
         (["preds.jsonl"], "E502", "NAME="),
         (["x=preds"], "E502", "SOURCE:VALUE"),
