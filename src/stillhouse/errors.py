@@ -57,7 +57,7 @@ class Errors:
     E307 = "OpenAI-compatible server at {url}: {detail}"
     E308 = "Environment variable {name} (API key for {url}) is not set."
     E312 = "llama.cpp failed to decode a batch of {tokens} tokens with {path} (status {status}); try a smaller [llm].n_ctx or fewer labels."
-    E309 = "Prompt for example {example_id} needs {needed} tokens but the context holds {n_ctx}; raise [llm].n_ctx or shorten the instructions and examples."
+    E309 = "A prompt with its longest label needs {needed} tokens but the context holds {n_ctx}; raise [llm].n_ctx or shorten the instructions and examples."
     E310 = (
         "{runtime} backend: label scoring needs token log-likelihoods, which the OpenAI chat API "
         "does not give; use constrained generation (method `constrained`)."

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stillhouse.errors import Errors, StillhouseError, fail
+from stillhouse.errors import Errors, fail
 from stillhouse.llm.backend import BackendSettings, Generation
 from stillhouse.llm.models import verified_sha256
 from stillhouse.llm.prompts import ChatPrompt
@@ -245,13 +245,10 @@ class LlamaCppBackend:
         fixed, variable = self.prompt_tokens(prompt)
         longest = max(len(c) for c in continuations)
         if len(fixed) + len(variable) + longest + 1 > self.settings.n_ctx:
-            raise StillhouseError(
-                "E309",
-                Errors.E309.format(
-                    example_id="(current)",
-                    needed=len(fixed) + len(variable) + longest,
-                    n_ctx=self.settings.n_ctx,
-                ),
+            raise fail(
+                Errors.E309,
+                needed=len(fixed) + len(variable) + longest,
+                n_ctx=self.settings.n_ctx,
             )
         # The variable part is decoded together with the first round of the label trie.
         self._set_fixed(fixed)

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from stillhouse.data.io import write_json
 from stillhouse.errors import Errors, fail
 from stillhouse.provenance import file_sha256
 
@@ -103,15 +104,8 @@ def verified_sha256(path: Path) -> str:
     digest = file_sha256(path)
     index[key] = digest
     index_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(index_path, json.dumps(index, indent=1))
+    write_json(index_path, index)
     return digest
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(temp, path)
 
 
 def _assemble(model: EmbeddedModel, parts: list[Path], target: Path) -> None:
