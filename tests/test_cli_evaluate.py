@@ -1,5 +1,5 @@
 """`stillhouse evaluate` and `stillhouse gate` as a user runs them: results.json, the leaderboard,
-exit codes 0 / 1 / 2, one-line errors, nothing written on bad input. Six subprocess runs."""
+exit codes 0 / 1 / 2, one-line errors, nothing written on bad input. Seven subprocess runs."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def evaluated(workspace: Path, run_cli: CLI) -> Run:
         workspace,
         *("evaluate", "--task", "task/task.toml", "--test", "test.jsonl"),
         *("--system", "strong=preds:strong.jsonl", "--system", "weak=preds:weak.jsonl"),
-        *("--bootstrap", "300", "--slice", "lang", "--out", "reports/run1"),
+        *("--bootstrap", "300", "--slice", "lang", "--perturb", "mild_mix,gender"),
+        *("--out", "reports/run1"),
     )
 
 
@@ -61,6 +62,21 @@ def test_evaluate_writes_results_and_prints_the_leaderboard(
     assert "0.900 [" in evaluated.stdout and "0.800 [" in evaluated.stdout
     assert "strong is better than weak by 10.0 points" in evaluated.stdout
     assert "worst lang" in evaluated.stdout
+    assert results["settings"]["perturbations"] == ["mild_mix", "gender"]
+    assert "strong · robustness not measured: a predictions file" in evaluated.stdout
+
+
+def test_an_unknown_perturbation_stops_evaluate_and_writes_nothing(
+    workspace: Path, run_cli: CLI
+) -> None:
+    result = run_cli(
+        workspace,
+        *("evaluate", "--task", "task/task.toml", "--test", "test.jsonl"),
+        *("--system", "ok=preds:strong.jsonl", "--perturb", "mild_mix,typo", "--out", "r4"),
+    )
+    assert_clean_error(result, "E534")
+    assert "`typo`" in result.stderr and "typos" in result.stderr
+    assert not (workspace / "r4").exists()
 
 
 def test_gate_passes_with_exit_0_and_fails_with_exit_1(
@@ -91,14 +107,14 @@ def test_a_bad_predictions_file_stops_evaluate_and_writes_nothing(
     assert not (workspace / "r2").exists()
 
 
-def test_systems_that_are_not_files_yet_say_so(workspace: Path, run_cli: CLI) -> None:
+def test_a_model_system_without_its_folder_says_so(workspace: Path, run_cli: CLI) -> None:
     result = run_cli(
         workspace,
         *("evaluate", "--task", "task/task.toml", "--test", "test.jsonl"),
         *("--system", "linear=model:models/linear", "--out", "r3"),
     )
-    assert_clean_error(result, "E503")
-    assert "not available yet" in result.stderr
+    assert_clean_error(result, "E720")
+    assert "Model folder models/linear does not exist" in result.stderr
     assert not (workspace / "r3").exists()
 
 

@@ -325,8 +325,17 @@ def evaluate(
             help="Accuracy for coverage-at-precision (default: the \\[gate] rule's, else 0.99)."
         ),
     ] = None,
+    perturb: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated perturbations to re-predict under (seeded with --seed): "
+            "lowercase, uppercase, contractions, expansions, misspellings, typos, whitespace, "
+            "punctuation, mild_mix, gender, names; or robustness, fairness, all."
+        ),
+    ] = None,
 ) -> None:
     """Score every system on the test set (classify tasks): metrics with intervals, comparisons."""
+    from stillhouse.evaluate.perturb import parse_perturbations
     from stillhouse.evaluate.results import RESULTS_FILE_NAME, write_results
     from stillhouse.evaluate.run import evaluate as run_evaluate
     from stillhouse.predictors import open_systems
@@ -341,6 +350,7 @@ def evaluate(
         seed=seed,
         slices=slice_fields or [],
         target_precision=target_precision,
+        perturbations=parse_perturbations(perturb or ""),
     )
     path = write_results(results, out_dir / RESULTS_FILE_NAME)
     print_leaderboard(results)
@@ -392,8 +402,29 @@ def print_leaderboard(results: Any) -> None:
                 f"{escape(name)} · worst {escape(field)}: {escape(slice_results['worst'])} "
                 f"({slice_results['worst_accuracy']:.3f}, gap {slice_results['gap']:.3f})"
             )
+    for name, system in results.systems.items():
+        print_robustness(name, system)
     for comparison in results.comparisons:
         out.print(escape(comparison["sentence"]))
+
+
+def print_robustness(name: str, system: dict[str, Any]) -> None:
+    robustness = system.get("robustness")
+    if robustness is None:
+        if "robustness" in system.get("not_measured", {}):
+            reason = system["not_measured"]["robustness"]
+            out.print(f"{escape(name)} · robustness not measured: {escape(reason)}")
+        return
+    parts = []
+    for key, shown in (
+        ("worst_case_accuracy", "worst case"),
+        ("fairness_worst_case_accuracy", "fairness worst case"),
+    ):
+        if robustness[key] is not None:
+            parts.append(f"{shown} {robustness[key]['estimate']:.3f}")
+    highest = robustness["max_flip_rate"]
+    parts.append(f"highest flip rate {highest['value']:.3f} ({highest['perturbation']})")
+    out.print(f"{escape(name)} · robustness: {escape(', '.join(parts))}")
 
 
 @app.command()

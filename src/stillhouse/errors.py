@@ -132,6 +132,8 @@ class Errors:
         "{path} was computed for labels {found}, but task {task} has labels {expected}; "
         "evaluate again with this task."
     )
+    # evaluate: robustness, efficiency, report
+    E534 = "--perturb: unknown perturbation `{name}`; known: {known}."
 
 
 def fail(template: str, **fields: object) -> StillhouseError:

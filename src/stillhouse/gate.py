@@ -9,7 +9,7 @@ passes silently. Classification tasks only in this version. Rules (task.GATE_RUL
     min_coverage_at_precision = { precision = 0.99, coverage = 0.60 }
     max_ece = 0.05                       # ECE, 10 equal-mass bins (HELM's ece_10_bin) ≤ it
     max_p95_latency_ms = 50              # not measured by evaluate yet: fails
-    max_flip_rate = 0.02                 # not measured by evaluate yet: fails
+    max_flip_rate = 0.02                 # highest flip rate over the --perturb perturbations ≤ it
     min_worst_slice_accuracy = 0.80      # lowest accuracy of any --slice group ≥ it
     no_significant_regression = true     # vs --baseline: accuracy not significantly lower
 
@@ -190,6 +190,24 @@ def _later(rule: str, what: str, unit: str = "") -> Callable[[Any, _Context], Ga
     return check
 
 
+def _max_flip_rate(value: float, context: _Context) -> GateRow:
+    rule, condition = "max_flip_rate", f"≤ {value:.3f}"
+    robustness = context.system.get("robustness")
+    if robustness is None or robustness.get("max_flip_rate") is None:
+        detail = (context.system.get("not_measured") or {}).get(
+            "robustness", "evaluate with --perturb"
+        )
+        return _not_measured(rule, value, condition, detail)
+    name = robustness["max_flip_rate"]["perturbation"]
+    flip_rate = robustness["perturbations"][name]["flip_rate"]
+    passed = flip_rate["estimate"] <= value
+    reason = (
+        f"highest flip rate, under {name}: {flip_rate['estimate']:.3f} (95% CI "
+        f"{flip_rate['low']:.3f}–{flip_rate['high']:.3f}) {'≤' if passed else '>'} {value:.3f}"
+    )
+    return GateRow(rule, flip_rate["estimate"], value, condition, passed, reason)
+
+
 def _worst_slice(value: float, context: _Context) -> GateRow:
     rule, condition = "min_worst_slice_accuracy", f"≥ {value:.3f}"
     slices = context.system.get("slices") or {}
@@ -251,7 +269,7 @@ _CHECKS: dict[str, Callable[[Any, _Context], GateRow]] = {
     "min_coverage_at_precision": _coverage_at_precision,
     "max_ece": _max_ece,
     "max_p95_latency_ms": _later("max_p95_latency_ms", "p95 latency", " ms"),
-    "max_flip_rate": _later("max_flip_rate", "the flip rate under perturbations"),
+    "max_flip_rate": _max_flip_rate,
     "min_worst_slice_accuracy": _worst_slice,
     "no_significant_regression": _no_significant_regression,
 }

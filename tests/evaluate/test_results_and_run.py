@@ -189,6 +189,23 @@ def test_slices_report_each_language_and_the_worst(data: Fixture, results: Resul
     assert lang["gap"] == pytest.approx(max(accuracies.values()) - min(accuracies.values()))
 
 
+def test_the_slice_gap_interval_is_the_per_resample_gap_brute_force(
+    data: Fixture, results: Results
+) -> None:
+    lang = results.systems["weak"]["slices"]["lang"]
+    right = np.array(data.predicted("weak")) == np.array(data.gold())
+    groups = np.array([row["lang"] for row in data.rows])
+    gaps = []
+    for drawn in resample_indices(len(data.rows), N_RESAMPLES, seed=7):
+        best, worst = groups[drawn] == lang["best"], groups[drawn] == lang["worst"]
+        if best.any() and worst.any():
+            gaps.append(right[drawn][best].mean() - right[drawn][worst].mean())
+    interval = lang["gap_interval"]
+    assert interval["estimate"] == pytest.approx(lang["gap"])
+    assert interval["low"] == pytest.approx(np.quantile(gaps, 0.025))
+    assert interval["high"] == pytest.approx(np.quantile(gaps, 0.975))
+
+
 def test_every_pair_is_compared_with_mcnemar_and_holm(data: Fixture, results: Results) -> None:
     pairs = [(c["a"], c["b"]) for c in results.comparisons]
     assert pairs == [("strong", "weak"), ("strong", "plain"), ("weak", "plain")]

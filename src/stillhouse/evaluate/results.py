@@ -12,7 +12,7 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
   example ids in test order; every per-item list below follows this order).
 - ``settings``: ``n_resamples`` (bootstrap resamples), ``seed`` (of the resamples),
   ``confidence`` (0.95), ``target_precision`` (of ``coverage_at_precision``), ``slices`` (the
-  meta fields sliced by).
+  meta fields sliced by), ``perturbations`` (names run, seeded with ``seed``).
 - ``provenance``: ``package_versions`` (name → version, Python included), ``created_at``
   (ISO 8601, UTC).
 - ``systems``: system name → (in the order given on the command line; the first is the default
@@ -36,7 +36,20 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     ≥ it; null when no threshold reaches the target) and ``accuracy`` (of the answered items).
   - ``slices``: meta field → ``groups`` (value → ``n`` and ``accuracy`` interval; examples
     without the field form the group ``"(missing)"``), ``worst`` / ``best`` (group names),
-    ``worst_accuracy`` and ``gap`` (best − worst accuracy).
+    ``worst_accuracy``, ``gap`` (best − worst accuracy) and ``gap_interval`` (an interval of
+    that gap over the resamples that drew both groups).
+  - ``robustness`` (null unless ``settings.perturbations`` is non-empty and the system can
+    answer new texts): ``seed``; ``perturbations``: name → ``family`` (``"robustness"`` or
+    ``"fairness"``), ``description``, ``changed`` (texts the perturbation altered; only those
+    are predicted again), intervals ``accuracy`` and ``flip_rate`` (share of all items whose
+    predicted label differs from the one on the original text), ``accuracy_drop`` (original
+    accuracy minus it) and ``flipped`` (count); ``worst_case_accuracy`` /
+    ``fairness_worst_case_accuracy``: intervals with ``over`` (the perturbations of that
+    family run; null when none was): an item counts as right only if right on the original
+    and under each of them (HELM's worst case); ``max_flip_rate``: ``perturbation`` and
+    ``value`` of the highest flip rate (what gate's ``max_flip_rate`` reads).
+  - ``not_measured``: family → why it could not be measured for this system (e.g. a
+    predictions file cannot answer perturbed texts).
   - ``correct``: per item, 1 where the system's label equals the gold label, else 0.
 
 - ``comparisons``: one object per pair of systems (a before b in system order): ``a``, ``b``,

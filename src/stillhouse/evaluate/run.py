@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from stillhouse.data.io import data_fingerprint, read_examples
-from stillhouse.data.records import Example, Prediction
+from stillhouse.data.records import Example, Prediction, text_id
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.accuracy import classification_metrics, label_indices
 from stillhouse.evaluate.bootstrap import (
@@ -39,7 +39,9 @@ from stillhouse.evaluate.calibration import (
     reliability_bins,
 )
 from stillhouse.evaluate.paired import describe_difference, holm, mcnemar_exact, paired_bootstrap
+from stillhouse.evaluate.perturb import parse_perturbations
 from stillhouse.evaluate.results import Results
+from stillhouse.evaluate.robustness import measure_perturbations
 from stillhouse.evaluate.selective import (
     accuracy_at_top_per_resample,
     area_under_risk_coverage_per_resample,
@@ -55,6 +57,7 @@ DEFAULT_TARGET_PRECISION = 0.99
 TOP_SHARE = 0.10
 CALIBRATION_BINS = 10
 MISSING_SLICE = "(missing)"
+FILE_CANNOT_PREDICT = "a predictions file answers only the texts it was written for"
 
 
 def evaluate(
@@ -66,12 +69,15 @@ def evaluate(
     seed: int = 0,
     slices: Sequence[str] = (),
     target_precision: float | None = None,
+    perturbations: Sequence[str] = (),
 ) -> Results:
     """Evaluate ``systems`` (name → Predictor) on the gold-labelled examples of ``test_path``.
 
     ``slices``: meta fields (task.toml ``[input].meta``) to report accuracy per value of.
     ``target_precision``: the accuracy ``coverage_at_precision`` must reach; None takes the
     ``precision`` of the task's ``min_coverage_at_precision`` gate rule, else 0.99.
+    ``perturbations``: names from :mod:`stillhouse.evaluate.perturb` (seeded with ``seed``);
+    each system that can predict texts (not a predictions file) answers every perturbed text.
     Bad input raises a StillhouseError: E501 (not a classify task), E504 (no system), E515 (bad
     setting), E516 (unknown slice field), the read errors of :func:`read_examples` (an empty
     test set is E104) and the prediction errors of :mod:`stillhouse.predictors`.
@@ -84,6 +90,7 @@ def evaluate(
     _check_settings(n_resamples, seed, target)
     examples = read_examples(test_path, task, require_gold=True).examples
     _check_slices(examples, slices)
+    perturbations = parse_perturbations(perturbations)
     labels = task.label_names
     gold = label_indices([example.gold for example in examples], labels)
     indices = resample_indices(len(examples), n_resamples, seed)
@@ -93,10 +100,27 @@ def evaluate(
         predictions = _predictions(name, predictor, examples, task, source)
         predicted = label_indices([prediction.answer for prediction in predictions], labels)
         correct = (predicted == gold).astype(np.int64)
+        not_measured: dict[str, str] = {}
+        robustness = None
+        if perturbations and isinstance(predictor, PredictionsFile):
+            not_measured["robustness"] = FILE_CANNOT_PREDICT
+        elif perturbations:
+            robustness = measure_perturbations(
+                [example.text for example in examples],
+                predicted,
+                gold,
+                perturbations,
+                partial(_predict_labels, name, predictor, task),
+                seed=seed,
+                indices=indices,
+                confidence=CONFIDENCE,
+            )
         measured[name] = {
             "description": predictor.describe(),
             **_system_results(predictions, predicted, gold, labels, indices, target),
             "slices": _slice_results(examples, correct, indices, slices),
+            "robustness": robustness,
+            "not_measured": not_measured,
             "correct": correct.tolist(),
         }
     return Results(
@@ -118,6 +142,7 @@ def evaluate(
             "confidence": CONFIDENCE,
             "target_precision": target,
             "slices": list(slices),
+            "perturbations": list(perturbations),
         },
         provenance={
             "package_versions": package_versions(),
@@ -160,15 +185,32 @@ def _predictions(
     """The predictor's predictions for ``examples``, validated; all with probabilities or none."""
     if isinstance(predictor, PredictionsFile):
         return predictor.for_examples(examples, source=source)
-    predictions = predictor.predict([example.text for example in examples])
-    if len(predictions) != len(examples):
-        raise fail(Errors.E513, name=name, got=len(predictions), expected=len(examples))
-    for prediction, example in zip(predictions, examples, strict=True):
-        check_prediction(prediction, task, name, example.id)
+    return _checked_predictions(
+        name, predictor, task, [example.text for example in examples], [e.id for e in examples]
+    )
+
+
+def _checked_predictions(
+    name: str, predictor: Predictor, task: Task, texts: Sequence[str], ids: Sequence[str]
+) -> list[Prediction]:
+    """``predictor.predict(texts)``, one valid prediction per text (E513, E514 otherwise)."""
+    predictions = predictor.predict(texts)
+    if len(predictions) != len(texts):
+        raise fail(Errors.E513, name=name, got=len(predictions), expected=len(texts))
+    for prediction, identifier in zip(predictions, ids, strict=True):
+        check_prediction(prediction, task, name, identifier)
         if (prediction.probs is None) != (predictions[0].probs is None):
             detail = "some predictions have probabilities and others not; give all or none"
-            raise fail(Errors.E514, name=name, id=example.id, detail=detail)
+            raise fail(Errors.E514, name=name, id=identifier, detail=detail)
     return predictions
+
+
+def _predict_labels(
+    name: str, predictor: Predictor, task: Task, texts: Sequence[str]
+) -> np.ndarray:
+    """The label indices ``predictor`` gives ``texts`` (perturbed texts are named by their hash)."""
+    predictions = _checked_predictions(name, predictor, task, texts, [text_id(t) for t in texts])
+    return label_indices([prediction.answer for prediction in predictions], task.label_names)
 
 
 def _system_results(
@@ -255,38 +297,61 @@ def _selective(
 def _slice_results(
     examples: Sequence[Example], correct: np.ndarray, indices: np.ndarray, fields: Sequence[str]
 ) -> dict[str, Any]:
-    """Per meta field: accuracy of each value's examples with intervals, the worst and the gap."""
+    """Per meta field: accuracy of each value's examples with intervals, the worst, the best and
+    the gap between them (its interval over the resamples that drew both groups)."""
     results = {}
     for field in fields:
         values = np.array([str(example.meta.get(field, MISSING_SLICE)) for example in examples])
+        members = {value: values == value for value in sorted(set(values.tolist()))}
         groups = {
-            value: _slice_accuracy(values == value, correct, indices)
-            for value in sorted(set(values.tolist()))
+            value: _slice_accuracy(member, correct, indices) for value, member in members.items()
         }
         ranked = sorted(groups, key=lambda value: groups[value]["accuracy"]["estimate"])
         worst, best = ranked[0], ranked[-1]
         worst_accuracy = groups[worst]["accuracy"]["estimate"]
+        gap = groups[best]["accuracy"]["estimate"] - worst_accuracy
         results[field] = {
             "groups": groups,
             "worst": worst,
             "best": best,
             "worst_accuracy": worst_accuracy,
-            "gap": groups[best]["accuracy"]["estimate"] - worst_accuracy,
+            "gap": gap,
+            "gap_interval": _gap_interval(gap, members[best], members[worst], correct, indices),
         }
     return results
+
+
+def _resampled_group_accuracy(
+    member: np.ndarray, correct: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample: the group's accuracy (NaN where no member was drawn) and whether drawn."""
+    drawn = member[indices].sum(axis=1)
+    right = (member * correct)[indices].sum(axis=1)
+    held = drawn > 0
+    return np.divide(right, drawn, out=np.full(len(drawn), np.nan), where=held), held
 
 
 def _slice_accuracy(member: np.ndarray, correct: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
     """Accuracy on the members (shape (n,) bool), its interval over the resamples that hold any."""
     estimate = float(correct[member].mean())
-    drawn = member[indices].sum(axis=1)
-    right = (member * correct)[indices].sum(axis=1)
-    held = drawn > 0
+    accuracy, held = _resampled_group_accuracy(member, correct, indices)
     if held.any():
-        interval = percentile_interval(estimate, right[held] / drawn[held], CONFIDENCE)
+        interval = percentile_interval(estimate, accuracy[held], CONFIDENCE)
     else:  # a tiny slice no resample drew: nothing is known about its spread
         interval = Interval(estimate, 0.0, 1.0)
     return {"n": int(member.sum()), "accuracy": _interval(interval)}
+
+
+def _gap_interval(
+    gap: float, best: np.ndarray, worst: np.ndarray, correct: np.ndarray, indices: np.ndarray
+) -> dict[str, float]:
+    best_accuracy, best_held = _resampled_group_accuracy(best, correct, indices)
+    worst_accuracy, worst_held = _resampled_group_accuracy(worst, correct, indices)
+    both = best_held & worst_held
+    if not both.any():
+        return _interval(Interval(gap, -1.0, 1.0))
+    differences = best_accuracy[both] - worst_accuracy[both]
+    return _interval(percentile_interval(gap, differences, CONFIDENCE))
 
 
 def _comparisons(measured: dict[str, dict[str, Any]], indices: np.ndarray) -> list[dict[str, Any]]:
