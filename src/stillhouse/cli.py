@@ -470,6 +470,134 @@ def gate(
         raise typer.Exit(1)
 
 
+@app.command()
+@clean_errors
+def train(
+    task: TaskOption,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Model folder to write (must not exist).")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labelled training data (.jsonl/.json/.csv/.parquet); labels count as gold."
+        ),
+    ] = None,
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--from-store", help="Train on the labels in the task's store (stillhouse.db)."
+        ),
+    ] = False,
+    labels: Annotated[
+        str, typer.Option(help="With --from-store: best (gold > human > llm) | gold | human | llm.")
+    ] = "best",
+    min_llm_confidence: Annotated[
+        float,
+        typer.Option(
+            help="Drop LLM labels whose probability is below this (kept ones are weighted by it)."
+        ),
+    ] = 0.0,
+    recipe: Annotated[
+        str, typer.Option(help="linear | encoder (lora-encoder, lora-llm: planned).")
+    ] = "linear",
+    quantize: Annotated[
+        str | None, typer.Option(help="encoder: int8 (default, per-channel ONNX) | none (fp32).")
+    ] = None,
+    min_per_label: Annotated[
+        int, typer.Option(help="Refuse labels with fewer training examples.")
+    ] = 3,
+    holdout: Annotated[
+        float, typer.Option(help="Share of each label held out for calibration and metrics.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out split (and bootstrap).")] = 0,
+    c: Annotated[
+        float | None,
+        typer.Option("--c", help="Inverse L2 strength of the logistic head (default 10)."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for ONNX Runtime.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
+) -> None:
+    """Distil labels into a small calibrated model folder with a model card (classify tasks)."""
+    from stillhouse.task import load_task
+    from stillhouse.train import TrainSettings
+    from stillhouse.train import train as run_train
+
+    settings = TrainSettings(
+        recipe=recipe,
+        labels=labels,
+        min_llm_confidence=min_llm_confidence,
+        min_per_label=min_per_label,
+        holdout=holdout,
+        seed=seed,
+        quantize=quantize,
+        c=c,
+        threads=threads,
+    )
+    with progress_reporter("embedding") as progress:
+        summary = run_train(
+            load_task(task),
+            out_dir,
+            settings,
+            data=data,
+            from_store=from_store,
+            log=lambda message: err.print(escape(message)),
+            progress=progress,
+        )
+    if as_json:
+        out.print_json(json.dumps(summary.card))
+        return
+    out.print((Path(summary.path) / "README.md").read_text(encoding="utf-8"), markup=False)
+    out.print(f"wrote {summary.path}")
+
+
+@app.command()
+@clean_errors
+def predict(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model folder written by `stillhouse train`.")
+    ],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="Texts: .jsonl, .json, .csv or .parquet.")
+    ],
+    out_path: Annotated[
+        Path, typer.Option("--out", "-o", help="Predictions file to write (.jsonl).")
+    ],
+    task: Annotated[
+        Path | None,
+        typer.Option(
+            "--task", "-t", help="task.toml whose [input] fields to read (default text/id)."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads for ONNX Runtime.")
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option("--skip-invalid", help="Drop invalid rows (counted) instead of stopping."),
+    ] = False,
+) -> None:
+    """Write {id, label, probs} rows for every text: the predictions file evaluate reads."""
+    from stillhouse.task import load_task
+    from stillhouse.train.predict import predict_file
+
+    spec = load_task(task) if task is not None else None
+    with progress_reporter("predicting") as progress:
+        summary = predict_file(
+            model,
+            input,
+            out_path,
+            task=spec,
+            threads=threads,
+            skip_invalid=skip_invalid,
+            progress=progress,
+        )
+    rate = summary.written / summary.seconds if summary.seconds else 0.0
+    out.print(f"wrote {summary.written} predictions to {summary.path} ({rate:.0f} texts/s)")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

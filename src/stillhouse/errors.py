@@ -134,6 +134,48 @@ class Errors:
     )
     # evaluate: robustness, efficiency, report
     E534 = "--perturb: unknown perturbation `{name}`; known: {known}."
+    # train / predict / trained model folders
+    E701 = "Unknown recipe `{recipe}`; use one of: {choices}."
+    E702 = "Recipe `{recipe}` is not available in this version ({detail}); use one of: {choices}."
+    E703 = (
+        "Task {path} is a `{kind}` task; `stillhouse train` handles `classify` tasks only in "
+        "this version."
+    )
+    E704 = (
+        "Label {label!r} has {count} training example(s) from {source}, fewer than "
+        "--min-per-label {minimum}{more}. Label more examples, or lower --min-per-label."
+    )
+    E705 = (
+        "Every training example from {source} has the label {label!r}; a classifier needs at "
+        "least two labels."
+    )
+    E706 = (
+        "Store {path} has no usable labels for --labels {labels}{detail}. Label examples with "
+        "`stillhouse annotate` (or add gold labels), or train from a file with --data."
+    )
+    E707 = "Give exactly one of --data FILE or --from-store (got {got})."
+    E708 = "Training setting {what} must be {expected}, got {value!r}."
+    E709 = "--quantize {quantize} does not apply to recipe `{recipe}`; {detail}."
+    E710 = (
+        "Recipe `{recipe}` would need about {needed_gb:.1f} GB of memory for {detail}, but "
+        "{available_gb:.1f} GB is available; use fewer labels or examples, or lower "
+        "--max-features."
+    )
+    E711 = "The output folder {path} already exists; pick another --out or delete it first."
+    E720 = "Model folder {path} does not exist."
+    E721 = (
+        "{path} is not a complete stillhouse model folder: {detail}. Train it again with "
+        "`stillhouse train`."
+    )
+    E722 = (
+        "{path} was written in model format version {found}; this stillhouse reads version "
+        "{expected}. Train it again with this version."
+    )
+    E723 = (
+        "Model {path} predicts labels {found}, but task {task} has labels {expected}; use the "
+        "task the model was trained for."
+    )
+    E724 = "The encoder recipes need all-MiniLM-L6-v2 and ONNX Runtime: {detail}. Run `make setup`."
 
 
 def fail(template: str, **fields: object) -> StillhouseError:

@@ -232,16 +232,18 @@ def _type_name(value: Any) -> str:
     )
 
 
-# Sources a --system spec may name later (issue 3); for now only predictions files are read.
-PLANNED_SOURCES = ("model", "cascade")
+# Sources a --system spec may name later (issue 3).
+PLANNED_SOURCES = ("cascade",)
 
 
 def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
-    """Predictors from ``NAME=preds:FILE`` and ``NAME=llm:MODEL`` specs, by name in the order
-    given (``MODEL`` as for annotate: an embedded model, a .gguf path or openai:URL#MODEL).
+    """Predictors from ``NAME=preds:FILE``, ``NAME=llm:MODEL`` and ``NAME=model:DIR`` specs, by
+    name in the order given (``MODEL`` as for annotate: an embedded model, a .gguf path or
+    openai:URL#MODEL; ``DIR`` a folder written by ``stillhouse train``, checked by
+    :func:`stillhouse.train.load.load_model`: E720–E723).
 
     E504: no spec; E517: a name twice; E502: not NAME=SOURCE:VALUE or an unknown source;
-    E503: a source planned but not available yet (``llm:``, ``model:``, ``cascade:``).
+    E503: a source planned but not available yet (``cascade:``).
     """
     if not specs:
         raise fail(Errors.E504)
@@ -252,7 +254,7 @@ def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
             raise fail(Errors.E517, name=name)
         if source in PLANNED_SOURCES:
             raise fail(Errors.E503, spec=spec, source=source)
-        if source not in ("preds", "llm"):
+        if source not in ("preds", "llm", "model"):
             raise fail(Errors.E502, spec=spec, detail=f"unknown source `{source}:`")
         sources[name] = (source, value)
     systems: dict[str, Predictor] = {}
@@ -261,6 +263,10 @@ def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
             from stillhouse.llm.predictor import LLMPredictor
 
             systems[name] = LLMPredictor(task, value)
+        elif source == "model":
+            from stillhouse.train.load import load_model
+
+            systems[name] = load_model(value, task=task)
         else:
             systems[name] = PredictionsFile(value, task)
     return systems

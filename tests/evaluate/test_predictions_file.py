@@ -155,8 +155,8 @@ def test_a_file_that_is_not_json_lines_is_refused(setup, tmp_path: Path) -> None
     ("specs", "code", "fragment"),
     [
         ([], "E504", "at least one system"),
-        (["distilled=model:models/linear"], "E503", "`model:` systems are not available yet"),
-        (["small=model:models/linear"], "E503", "`model:` systems are not available yet"),
+        (["distilled=model:models/linear"], "E720", "Model folder models/linear does not exist"),
+        (["both=cascade:small,llm"], "E503", "`cascade:` systems are not available yet"),
         (["preds.jsonl"], "E502", "NAME="),
         (["x=preds"], "E502", "SOURCE:VALUE"),
         (["x=rules:foo"], "E502", "unknown source `rules:`"),

@@ -1,0 +1,130 @@
+"""Recipe `linear`: TF-IDF word 1–2-grams and character 2–5-grams, logistic regression head.
+
+The fast baseline. Character n-grams (within word boundaries) carry morphology, so it also
+works for languages a pretrained English encoder does not know. Saved as the two vocabularies
+(JSON) and the arrays (safetensors); loading rebuilds the vectorizers without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from stillhouse.train.head import LinearHead, fit_head, lbfgs_memory_bytes, load_arrays, save_arrays
+
+FILES = ("vocabulary.json", "weights.safetensors")
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    """Hyper-parameters of the linear recipe (recorded in the card)."""
+
+    c: float = 10.0
+    max_iter: int = 1000
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (2, 5)
+    min_df: int = 1
+    max_features: int | None = None
+
+
+def _vectorizers(params: LinearParams) -> dict[str, TfidfVectorizer]:
+    common: dict[str, Any] = {
+        "sublinear_tf": True,
+        "lowercase": True,
+        "dtype": np.float32,
+        "min_df": params.min_df,
+        "max_features": params.max_features,
+    }
+    return {
+        "word": TfidfVectorizer(analyzer="word", ngram_range=params.word_ngrams, **common),
+        "char": TfidfVectorizer(analyzer="char_wb", ngram_range=params.char_ngrams, **common),
+    }
+
+
+class LinearModel:
+    """Fitted TF-IDF vectorizers and head; ``logits(texts)`` of shape (n, k)."""
+
+    recipe = "linear"
+
+    def __init__(
+        self, vectorizers: dict[str, TfidfVectorizer], head: LinearHead, params: LinearParams
+    ) -> None:
+        self.vectorizers = vectorizers
+        self.head = head
+        self.params = params
+
+    def features(self, texts: Sequence[str]) -> sp.csr_matrix:
+        blocks = [vectorizer.transform(list(texts)) for vectorizer in self.vectorizers.values()]
+        return sp.hstack(blocks, format="csr")
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return self.head.logits(self.features(texts))
+
+    def save(self, folder: Path) -> None:
+        vocabularies = {}
+        arrays = self.head.arrays()
+        for name, vectorizer in self.vectorizers.items():
+            terms = [""] * len(vectorizer.vocabulary_)
+            for term, column in vectorizer.vocabulary_.items():
+                terms[column] = term
+            vocabularies[name] = terms
+            arrays[f"{name}.idf"] = vectorizer.idf_.astype(np.float32)
+        text = json.dumps(vocabularies, ensure_ascii=False, separators=(",", ":"))
+        (folder / "vocabulary.json").write_text(text, encoding="utf-8")
+        save_arrays(folder / "weights.safetensors", arrays)
+
+    @classmethod
+    def load(cls, folder: Path, hyper_parameters: dict[str, Any]) -> LinearModel:
+        params = LinearParams(
+            **{
+                key: tuple(value) if isinstance(value, list) else value
+                for key, value in hyper_parameters.items()
+            }
+        )
+        vocabularies = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        arrays = load_arrays(folder / "weights.safetensors")
+        vectorizers = _vectorizers(params)
+        for name, vectorizer in vectorizers.items():
+            vectorizer.set_params(
+                vocabulary={term: column for column, term in enumerate(vocabularies[name])}
+            )
+            vectorizer.idf_ = arrays[f"{name}.idf"]
+        return cls(vectorizers, LinearHead.from_arrays(arrays), params)
+
+
+def fit_linear(
+    texts: Sequence[str],
+    y_index: np.ndarray,
+    n_labels: int,
+    weights: np.ndarray,
+    params: LinearParams,
+    check_memory: Any,
+) -> LinearModel:
+    """Fit the vectorizers and the head; ``check_memory(needed_bytes, detail)`` may refuse
+    (E710) once the number of features is known, before the expensive fit."""
+    vectorizers = _vectorizers(params)
+    features = sp.hstack(
+        [vectorizer.fit_transform(list(texts)) for vectorizer in vectorizers.values()], format="csr"
+    )
+    check_memory(
+        lbfgs_memory_bytes(
+            n_labels, features.shape[1], features.data.nbytes + features.indices.nbytes
+        ),
+        f"{n_labels} labels × {features.shape[1]:,} features",
+    )
+    head = fit_head(features, y_index, n_labels, weights, c=params.c, max_iter=params.max_iter)
+    return LinearModel(vectorizers, head, params)
+
+
+def params_to_json(params: Any) -> dict[str, Any]:
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in asdict(params).items()
+    }

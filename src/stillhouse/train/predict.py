@@ -1,0 +1,72 @@
+"""`stillhouse predict`: a trained model's answers for a data file, as a predictions file.
+
+Rows are ``{"id", "label", "probs"}`` — the format :class:`stillhouse.predictors.PredictionsFile`
+reads, so the output goes straight into ``stillhouse evaluate --system NAME=preds:FILE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stillhouse.data.io import read_examples, write_jsonl
+from stillhouse.task import Task
+from stillhouse.train.load import TrainedModel, load_model
+
+_BATCH = 256
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    path: str
+    written: int
+    seconds: float
+    label_counts: dict[str, int]
+
+
+def model_task(model: TrainedModel) -> Task:
+    """A task with the model's labels and the default field names (text, id, label)."""
+    return Task(name=model.card["task"]["name"], labels={label: "" for label in model.labels})
+
+
+def predict_file(
+    model_path: str | Path,
+    input_path: str | Path,
+    out: str | Path,
+    *,
+    task: Task | None = None,
+    threads: int | None = None,
+    skip_invalid: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PredictSummary:
+    """Predict every row of ``input_path`` (fields mapped by ``task``, else ``text``/``id``) and
+    write ``out`` atomically. With ``task``, the model's labels must be the task's (E723)."""
+    import time
+
+    model = load_model(model_path, threads=threads, task=task)
+    examples = read_examples(
+        input_path, task or model_task(model), skip_invalid=skip_invalid
+    ).examples
+    counts: dict[str, int] = {}
+    started = time.perf_counter()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for start in range(0, len(examples), _BATCH):
+            batch = examples[start : start + _BATCH]
+            for example, prediction in zip(
+                batch, model.predict([e.text for e in batch]), strict=True
+            ):
+                counts[str(prediction.answer)] = counts.get(str(prediction.answer), 0) + 1
+                probs = prediction.probs or {}
+                yield {
+                    "id": example.id,
+                    "label": prediction.answer,
+                    "probs": {label: round(p, 6) for label, p in probs.items()},
+                }
+            if progress is not None:
+                progress(min(start + _BATCH, len(examples)), len(examples))
+
+    written = write_jsonl(out, rows())
+    return PredictSummary(str(out), written, time.perf_counter() - started, counts)

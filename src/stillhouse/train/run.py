@@ -1,0 +1,304 @@
+"""`stillhouse train`: labels → held-out split → fit → calibrate → measure → model folder.
+
+The folder is written to a temporary sibling and renamed into place only once it is complete
+and loads, so ``--out`` either holds a whole model or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import stillhouse
+from stillhouse.errors import Errors, fail
+from stillhouse.provenance import file_sha256, json_sha256, package_versions
+from stillhouse.task import Task
+from stillhouse.train import labels as label_policy
+from stillhouse.train.calibrate import calibrate
+from stillhouse.train.card import write_card
+from stillhouse.train.encoder import EncoderParams, fit_encoder, open_encoder
+from stillhouse.train.export import BASE_LICENSE, BASE_MODEL, QUANTIZATIONS
+from stillhouse.train.linear import LinearParams, fit_linear, params_to_json
+from stillhouse.train.load import FORMAT, FORMAT_VERSION, Scorer, load_model
+from stillhouse.train.measure import available_memory_bytes, held_out_metrics, measure_speed
+from stillhouse.train.split import stratified_holdout
+
+RECIPES = ("linear", "encoder")
+# In the issue's plan but not in this version: named so the message says so instead of "unknown".
+PLANNED_RECIPES = {
+    "lora-encoder": "LoRA fine-tuning of MiniLM is planned",
+    "lora-llm": "LoRA fine-tuning of the LLM is planned",
+}
+_EXTRA_VERSIONS = ("onnx", "onnxruntime", "tokenizers", "safetensors", "scipy")
+
+Log = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that shapes a trained model besides the data (all recorded in the card)."""
+
+    recipe: str = "linear"
+    labels: str = "best"
+    min_llm_confidence: float = 0.0
+    min_per_label: int = 3
+    holdout: float = 0.2
+    seed: int = 0
+    quantize: str | None = None
+    c: float | None = None
+    max_features: int | None = None
+    refit: bool = True
+    threads: int | None = None
+    max_memory_gb: float | None = None
+    latency_texts: int = 200
+    throughput_texts: int = 1000
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    path: str
+    card: dict[str, Any] = field(repr=False)
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """E701/E702 recipe, E709 quantization, E708 numbers out of range, E403 label policy."""
+    if settings.recipe not in RECIPES:
+        choices = ", ".join(RECIPES)
+        if settings.recipe in PLANNED_RECIPES:
+            raise fail(
+                Errors.E702,
+                recipe=settings.recipe,
+                detail=PLANNED_RECIPES[settings.recipe],
+                choices=choices,
+            )
+        raise fail(Errors.E701, recipe=settings.recipe, choices=choices)
+    if settings.quantize is not None:
+        if settings.recipe == "linear":
+            raise fail(
+                Errors.E709,
+                quantize=settings.quantize,
+                recipe="linear",
+                detail="it has no dense network to quantize",
+            )
+        if settings.quantize not in QUANTIZATIONS:
+            detail = (
+                "q8_0 and q4_k_m are for the lora-llm recipe"
+                if settings.quantize in ("q8_0", "q4_k_m")
+                else ""
+            )
+            raise fail(
+                Errors.E709,
+                quantize=settings.quantize,
+                recipe=settings.recipe,
+                detail=detail or f"use one of {', '.join(QUANTIZATIONS)}",
+            )
+    if settings.labels not in label_policy.LABEL_POLICIES:
+        raise fail(
+            Errors.E403,
+            what="--labels policy",
+            value=settings.labels,
+            choices=", ".join(label_policy.LABEL_POLICIES),
+        )
+    checks = [
+        ("--holdout", settings.holdout, 0 < settings.holdout <= 0.5, "a share in (0, 0.5]"),
+        ("--min-per-label", settings.min_per_label, settings.min_per_label >= 0, "0 or more"),
+        (
+            "--min-llm-confidence",
+            settings.min_llm_confidence,
+            0 <= settings.min_llm_confidence <= 1,
+            "between 0 and 1",
+        ),
+        ("--c", settings.c, settings.c is None or settings.c > 0, "positive"),
+    ]
+    for what, value, ok, expected in checks:
+        if not ok:
+            raise fail(Errors.E708, what=what, expected=expected, value=value)
+
+
+def train(
+    task: Task,
+    out: str | Path,
+    settings: TrainSettings,
+    *,
+    data: str | Path | None = None,
+    from_store: bool = False,
+    log: Log | None = None,
+    progress: Progress | None = None,
+) -> TrainSummary:
+    """Train ``settings.recipe`` on ``data`` (gold labels) or the task's store (label policy),
+    write the model folder ``out`` and return its card."""
+    say = log or (lambda message: None)
+    if task.kind != "classify":
+        raise fail(Errors.E703, path=task.path or task.name, kind=task.kind)
+    check_settings(settings)
+    if (data is None) == (not from_store):
+        raise fail(Errors.E707, got="both" if data is not None else "neither")
+    out = Path(out)
+    if out.exists():
+        raise fail(Errors.E711, path=out)
+    started = time.perf_counter()
+    if data is not None:
+        training = label_policy.from_file(task, data)
+    else:
+        training = label_policy.from_store(task, settings.labels, settings.min_llm_confidence)
+    label_policy.check_training_set(training, task, settings.min_per_label)
+    say(f"{len(training)} examples from {training.origin}; label sources: {training.mix}")
+
+    column = {label: index for index, label in enumerate(task.label_names)}
+    y_index = np.array([column[label] for label in training.labels])
+    weights = np.array(training.weights, dtype=np.float64)
+    train_rows, held_rows = stratified_holdout(training.labels, settings.holdout, settings.seed)
+    fit, hyper_parameters = _recipe(task, training.texts, y_index, weights, settings, say, progress)
+
+    say(f"fitting on {len(train_rows)} examples, calibrating on {len(held_rows)} held out")
+    held_model = fit(np.array(train_rows))
+    held_logits = held_model.logits([training.texts[i] for i in held_rows])
+    calibration = calibrate(held_logits, y_index[held_rows])
+    from stillhouse.evaluate.calibration import apply_temperature
+
+    metrics = held_out_metrics(
+        apply_temperature(held_logits, calibration.temperature),
+        y_index[held_rows],
+        seed=settings.seed,
+    )
+    final = fit(np.arange(len(training))) if settings.refit else held_model
+    train_seconds = time.perf_counter() - started
+
+    temporary = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
+    temporary.mkdir(parents=True)
+    try:
+        final.save(temporary)
+        files = {
+            path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+            for path in sorted(temporary.iterdir())
+        }
+        card = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "stillhouse_version": stillhouse.__version__,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "task": {"name": task.name, "kind": task.kind, "sha256": task.fingerprint()},
+            "labels": task.label_names,
+            "recipe": settings.recipe,
+            "base_model": {"name": BASE_MODEL, "license": BASE_LICENSE}
+            if settings.recipe == "encoder"
+            else None,
+            "quantization": hyper_parameters.get("quantize", "none"),
+            "hyper_parameters": hyper_parameters,
+            "seed": settings.seed,
+            "refit": settings.refit,
+            "training_data": {
+                "origin": training.origin,
+                "sha256": json_sha256(
+                    [training.ids, training.texts, training.labels, training.weights]
+                ),
+                "examples": len(training),
+                "train_rows": len(train_rows),
+                "held_out_rows": len(held_rows),
+                "label_counts": training.label_counts(),
+                "labels_without_examples": label_policy.missing_labels(training, task),
+                "mix": training.mix,
+                "policy": settings.labels if from_store else "file (labels count as gold)",
+                "min_llm_confidence": settings.min_llm_confidence,
+                "weights": "1 for gold and human labels, the LLM's probability for LLM labels",
+            },
+            "calibration": {
+                "method": "temperature scaling on the held-out split (NLL)",
+                "temperature": calibration.temperature,
+                "ece_before": calibration.ece_before,
+                "ece_after": calibration.ece_after,
+                "held_out": calibration.held_out,
+            },
+            "held_out": metrics,
+            "files": files,
+            "model_sha256": json_sha256({name: entry["sha256"] for name, entry in files.items()}),
+            "size_bytes": sum(entry["bytes"] for entry in files.values()),
+            "train_seconds": train_seconds,
+            "versions": _versions(),
+        }
+        write_card(temporary, card)
+        say("measuring CPU latency and throughput of the saved model")
+        loaded = load_model(temporary, threads=settings.threads)
+        card["speed"] = measure_speed(
+            loaded.predict,
+            training.texts,
+            latency_texts=settings.latency_texts,
+            throughput_texts=settings.throughput_texts,
+            threads=settings.threads,
+        )
+        write_card(temporary, card)
+        if out.exists():
+            raise fail(Errors.E711, path=out)
+        temporary.rename(out)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+    return TrainSummary(str(out), card)
+
+
+def _recipe(
+    task: Task,
+    texts: list[str],
+    y_index: np.ndarray,
+    weights: np.ndarray,
+    settings: TrainSettings,
+    say: Log,
+    progress: Progress | None,
+) -> tuple[Callable[[np.ndarray], Scorer], dict[str, Any]]:
+    """A function fitting the recipe on some rows (indices into ``texts``), and the recipe's
+    hyper-parameters. The encoder embeds every text once here; both fits reuse the vectors."""
+    n_labels = len(task.label_names)
+
+    def memory_check(needed: int, detail: str) -> None:
+        available = (
+            settings.max_memory_gb * 1e9
+            if settings.max_memory_gb is not None
+            else available_memory_bytes()
+        )
+        if needed > 0.8 * available:
+            raise fail(
+                Errors.E710,
+                recipe=settings.recipe,
+                needed_gb=needed / 1e9,
+                detail=detail,
+                available_gb=available / 1e9,
+            )
+
+    if settings.recipe == "linear":
+        linear = LinearParams(c=settings.c or LinearParams.c, max_features=settings.max_features)
+
+        def fit_rows_linear(rows: np.ndarray) -> Scorer:
+            chosen = [texts[i] for i in rows]
+            return fit_linear(chosen, y_index[rows], n_labels, weights[rows], linear, memory_check)
+
+        return fit_rows_linear, params_to_json(linear)
+
+    params = EncoderParams(c=settings.c or EncoderParams.c, quantize=settings.quantize or "int8")
+    say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 (ONNX, {params.quantize})")
+    encoder = open_encoder(params, settings.threads)
+    features = encoder[0].embed(texts, batch_size=params.batch_size, progress=progress)
+
+    def fit_rows_encoder(rows: np.ndarray) -> Scorer:
+        return fit_encoder(features[rows], y_index[rows], n_labels, weights[rows], params, encoder)
+
+    return fit_rows_encoder, params_to_json(params)
+
+
+def _versions() -> dict[str, str]:
+    versions = package_versions()
+    for name in _EXTRA_VERSIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

@@ -1,0 +1,54 @@
+"""Small real samples for the train tests: NusaX English (bundled) and banking77 (10 intents)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+NUSAX = REPO / "examples" / "nusax-sentiment-en"
+BANKING77 = REPO.parent / "shared" / "datasets" / "banking77"
+NUSAX_TASK = 'name = "nusax-en"\n[labels]\npositive = "pos"\nneutral = "neu"\nnegative = "neg"\n'
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def nusax_train(n: int = 200) -> list[dict[str, Any]]:
+    """The first ``n`` rows of NusaX English train: ``{"id", "text", "label"}``."""
+    return read_csv(NUSAX / "train.csv")[:n]
+
+
+def nusax_test(n: int = 100) -> list[dict[str, Any]]:
+    return read_csv(NUSAX / "test.csv")[:n]
+
+
+def banking77_sample(
+    labels: int = 10, per_label: int = 10, split: str = "train"
+) -> list[dict[str, Any]]:
+    """``per_label`` rows of each of the first ``labels`` intents (file order): ``{"text", "label"}``."""
+    rows = read_csv(BANKING77 / f"{split}.csv")
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        intent = row["category"]
+        if intent not in chosen and len(chosen) == labels:
+            continue
+        bucket = chosen.setdefault(intent, [])
+        if len(bucket) < per_label:
+            bucket.append({"text": row["text"], "label": intent})
+    return [row for bucket in chosen.values() for row in bucket]
+
+
+def banking77_task(rows: list[dict[str, Any]]) -> str:
+    names = list(dict.fromkeys(row["label"] for row in rows))
+    labels = "\n".join(f'{name} = "{name.replace("_", " ")}"' for name in names)
+    return f'name = "banking77-sample"\n[labels]\n{labels}\n'
+
+
+def write_task(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "task.toml").write_text(text, encoding="utf-8")
+    return folder / "task.toml"
