@@ -132,6 +132,24 @@ class Errors:
         "{path} was computed for labels {found}, but task {task} has labels {expected}; "
         "evaluate again with this task."
     )
+    # audit
+    E601 = "Unknown check `{name}`; use `all` or a comma-separated list of: {choices}."
+    E602 = (
+        "--fix {path} is the data file under audit; the audit never modifies its input: write "
+        "the cleaned data to another file."
+    )
+    E603 = "--test {path} is the same file as --data; give the held-out test split."
+    E604 = (
+        "Store {path} has no labels from annotator `{annotator}` for these examples (annotators "
+        "there: {found}); label them with `stillhouse annotate`, or audit the file's own labels "
+        "with --annotator gold."
+    )
+    E605 = "{what} must be {expected}, got {value!r}."
+    E606 = "The {check} check needs {what}: {detail}. Run `make setup`."
+    E607 = (
+        "Task {path} is a `{kind}` task; --annotator and the label checks handle `classify` "
+        "tasks only in this version."
+    )
     # evaluate: robustness, efficiency, report
     E534 = "--perturb: unknown perturbation `{name}`; known: {known}."
     # train / predict / trained model folders

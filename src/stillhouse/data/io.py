@@ -44,13 +44,20 @@ class _InvalidRow(Exception):
 
 
 def read_examples(
-    path: str | Path, task: Task, *, skip_invalid: bool = False, require_gold: bool = False
+    path: str | Path,
+    task: Task,
+    *,
+    skip_invalid: bool = False,
+    require_gold: bool = False,
+    keep_repeated_texts: bool = False,
 ) -> ReadReport:
     """Read a .jsonl, .json, .csv or .parquet file into Examples, fields mapped by ``task.input``.
 
     Invalid rows raise one E105 error (count and first message) unless ``skip_invalid``, which
     drops them and lists them in ``ReadReport.skipped``. ``require_gold`` makes a row without a
     gold answer invalid. No valid row left: E104. Unusable file: E101, E102, E103, E106, E107.
+    ``keep_repeated_texts``: a row without an id whose text came before gets the id
+    ``<hash>~2``, ``~3``, … instead of being invalid (the audit reports such repeats).
     """
     path = Path(path)
     if not path.is_file():
@@ -67,6 +74,8 @@ def read_examples(
             if isinstance(row, _InvalidRow):
                 raise row
             example = _example_from_row(row, task, require_gold, text_cells=suffix == ".csv")
+            if keep_repeated_texts and example.id == text_id(example.text):
+                example = _numbered_repeat(example, first_seen)
             if example.id in first_seen:
                 raise _InvalidRow(_duplicate_message(example, first_seen[example.id]))
         except _InvalidRow as problem:
@@ -105,6 +114,11 @@ def write_json(path: str | Path, value: Any) -> None:
     Strict JSON: a NaN or infinity in ``value`` raises ``ValueError`` and leaves ``path`` as it was.
     """
     text = json.dumps(value, ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    _write_atomically(Path(path), lambda out: out.write(text))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`write_jsonl` does."""
     _write_atomically(Path(path), lambda out: out.write(text))
 
 
@@ -363,6 +377,15 @@ def _known_label(value: Any, task: Task) -> str:
             shown += f" and {len(known) - _LABELS_SHOWN} more"
         raise _InvalidRow(f"unknown label {value!r}; known labels: {shown}")
     return value
+
+
+def _numbered_repeat(example: Example, first_seen: dict[str, str]) -> Example:
+    """``example`` with the first id of ``<hash>``, ``<hash>~2``, … not yet in ``first_seen``."""
+    number, candidate = 1, example.id
+    while candidate in first_seen:
+        number += 1
+        candidate = f"{example.id}~{number}"
+    return dataclasses.replace(example, id=candidate)
 
 
 def _duplicate_message(example: Example, first: str) -> str:

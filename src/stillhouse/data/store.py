@@ -66,6 +66,17 @@ CREATE TABLE IF NOT EXISTS runs (
     versions TEXT NOT NULL,
     stats TEXT
 );
+CREATE TABLE IF NOT EXISTS review_queue (
+    queue TEXT NOT NULL,
+    example_id TEXT NOT NULL REFERENCES examples(id),
+    rank INTEGER NOT NULL,
+    priority REAL NOT NULL,
+    reasons TEXT NOT NULL,
+    suggested TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (queue, example_id)
+);
+CREATE INDEX IF NOT EXISTS review_queue_by_rank ON review_queue(queue, rank);
 """
 
 
@@ -83,6 +94,18 @@ class Run:
     seed: int | None
     versions: dict[str, str]
     stats: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One example waiting for a human look: ``rank`` 1 first; ``reasons`` say why (the audit's
+    likely label error, LLM/human disagreement, low LLM confidence); ``suggested`` a label."""
+
+    example_id: str
+    rank: int
+    priority: float
+    reasons: list[str]
+    suggested: str | None = None
 
 
 class Store:
@@ -267,6 +290,37 @@ class Store:
 
     def cache_size(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM llm_cache").fetchone()[0])
+
+    # review queue -------------------------------------------------------------------------
+    def replace_review_queue(self, queue: str, items: Sequence[ReviewItem]) -> None:
+        """Make ``items`` the whole content of ``queue`` (e.g. ``audit``) in one transaction.
+
+        Every ``example_id`` must already be in ``examples``."""
+        now = time.time()
+        rows = [
+            (
+                queue,
+                item.example_id,
+                item.rank,
+                item.priority,
+                json.dumps(item.reasons, ensure_ascii=False),
+                item.suggested,
+                now,
+            )
+            for item in items
+        ]
+        with self._transaction() as db:
+            db.execute("DELETE FROM review_queue WHERE queue = ?", (queue,))
+            db.executemany("INSERT INTO review_queue VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def review_queue(self, queue: str) -> list[ReviewItem]:
+        """The queue's items, rank 1 first."""
+        rows = self._db.execute(
+            "SELECT example_id, rank, priority, reasons, suggested FROM review_queue "
+            "WHERE queue = ? ORDER BY rank",
+            (queue,),
+        )
+        return [ReviewItem(row[0], row[1], row[2], json.loads(row[3]), row[4]) for row in rows]
 
     # runs ---------------------------------------------------------------------------------
     def start_run(self, command: str, **fields: Any) -> str:
