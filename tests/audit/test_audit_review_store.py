@@ -47,3 +47,35 @@ def test_a_store_from_before_the_queue_gains_the_table(tmp_path: Path) -> None:
         db.execute("DROP TABLE review_queue")
     with Store(path) as store:
         assert store.review_queue("audit") == []
+
+
+def test_queue_priority_adds_up_the_reasons_of_an_example() -> None:
+    import numpy as np
+
+    from stillhouse.audit.disagreement import Disagreement
+    from stillhouse.audit.inputs import AuditData, LLMAnswers
+    from stillhouse.audit.label_issues import LabelIssue
+    from stillhouse.audit.review_queue import build_review_queue
+
+    examples = [Example(f"e{i}", f"text {i}") for i in range(4)]
+    probs = np.array([[0.9, 0.1], [0.45, 0.55], [0.7, 0.3], [np.nan, np.nan]])
+    data = AuditData(
+        path=Path("train.jsonl"),
+        examples=examples,
+        labels=["a", "a", "b", "b"],
+        label_source="gold",
+        label_names=["a", "b"],
+        llm=LLMAnswers("llm:m@1", ["a", "b", "a", None], probs),
+    )
+    issue = LabelIssue("e2", "text 2", "b", "a", 0.2, 0.7)
+    disagreements = [
+        Disagreement("e2", "text 2", "b", "a", 0.7),
+        Disagreement("e1", "text 1", "a", "b", 0.55),
+    ]
+
+    queue = build_review_queue(data, [issue], disagreements, low_confidence=0.6)
+
+    assert [item.example_id for item in queue] == ["e2", "e1"]
+    assert queue[0].priority == round(0.8 + 0.7, 4) and queue[0].suggested == "a"
+    assert queue[1].priority == round(0.55 + 0.45, 4)  # disagreement + low confidence 0.55
+    assert len(queue[1].reasons) == 2
