@@ -333,8 +333,17 @@ def evaluate(
             "punctuation, mild_mix, gender, names; or robustness, fairness, all."
         ),
     ] = None,
+    efficiency_sample: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Texts timed per system for latency, throughput, memory and reproducibility "
+            "(0: off; predictions files are never timed).",
+        ),
+    ] = 100,
 ) -> None:
     """Score every system on the test set (classify tasks): metrics with intervals, comparisons."""
+    from stillhouse.evaluate.efficiency import EfficiencySettings
     from stillhouse.evaluate.perturb import parse_perturbations
     from stillhouse.evaluate.results import RESULTS_FILE_NAME, write_results
     from stillhouse.evaluate.run import evaluate as run_evaluate
@@ -351,6 +360,7 @@ def evaluate(
         slices=slice_fields or [],
         target_precision=target_precision,
         perturbations=parse_perturbations(perturb or ""),
+        efficiency=EfficiencySettings(sample=efficiency_sample),
     )
     path = write_results(results, out_dir / RESULTS_FILE_NAME)
     print_leaderboard(results)
@@ -404,8 +414,23 @@ def print_leaderboard(results: Any) -> None:
             )
     for name, system in results.systems.items():
         print_robustness(name, system)
+        print_efficiency(name, system)
     for comparison in results.comparisons:
         out.print(escape(comparison["sentence"]))
+
+
+def print_efficiency(name: str, system: dict[str, Any]) -> None:
+    efficiency, repeated = system.get("efficiency"), system.get("reproducibility")
+    if efficiency is None:
+        return
+    latency, throughput = efficiency["latency_ms"], efficiency["throughput"]
+    line = (
+        f"latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms; "
+        f"{throughput['items_per_second']:.1f} items/s at batch {throughput['best_batch_size']}"
+    )
+    if repeated is not None and repeated["identical_answers"] is not None:
+        line += f"; same answer twice {repeated['identical_answers']:.0%}"
+    out.print(f"{escape(name)} · efficiency ({efficiency['sample']} texts): {escape(line)}")
 
 
 def print_robustness(name: str, system: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ passes silently. Classification tasks only in this version. Rules (task.GATE_RUL
     min_macro_f1 = 0.85                  # macro-F1 ≥ it
     min_coverage_at_precision = { precision = 0.99, coverage = 0.60 }
     max_ece = 0.05                       # ECE, 10 equal-mass bins (HELM's ece_10_bin) ≤ it
-    max_p95_latency_ms = 50              # not measured by evaluate yet: fails
+    max_p95_latency_ms = 50              # p95 latency at batch size 1 (efficiency) ≤ it
     max_flip_rate = 0.02                 # highest flip rate over the --perturb perturbations ≤ it
     min_worst_slice_accuracy = 0.80      # lowest accuracy of any --slice group ≥ it
     no_significant_regression = true     # vs --baseline: accuracy not significantly lower
@@ -182,12 +182,22 @@ def _max_ece(value: float, context: _Context) -> GateRow:
     return GateRow("max_ece", ece, value, condition, passed, reason)
 
 
-def _later(rule: str, what: str, unit: str = "") -> Callable[[Any, _Context], GateRow]:
-    def check(value: float, context: _Context) -> GateRow:
-        condition = f"≤ {value:g}{unit}"
-        return _not_measured(rule, value, condition, f"{what} is not measured by this version")
-
-    return check
+def _max_p95_latency(value: float, context: _Context) -> GateRow:
+    rule, condition = "max_p95_latency_ms", f"≤ {value:g} ms"
+    efficiency = context.system.get("efficiency")
+    if efficiency is None:
+        detail = (context.system.get("not_measured") or {}).get(
+            "efficiency", "evaluate with --efficiency-sample N (N > 0)"
+        )
+        return _not_measured(rule, value, condition, detail)
+    latency = efficiency["latency_ms"]
+    passed = latency["p95"] <= value
+    reason = (
+        f"p95 latency at batch size 1 {latency['p95']:.2f} ms (p50 {latency['p50']:.2f}, "
+        f"p99 {latency['p99']:.2f}; {efficiency['sample']} texts) "
+        f"{'≤' if passed else '>'} {value:g} ms"
+    )
+    return GateRow(rule, latency["p95"], value, condition, passed, reason)
 
 
 def _max_flip_rate(value: float, context: _Context) -> GateRow:
@@ -268,7 +278,7 @@ _CHECKS: dict[str, Callable[[Any, _Context], GateRow]] = {
     "min_macro_f1": _at_least("min_macro_f1", "macro_f1", "macro-F1"),
     "min_coverage_at_precision": _coverage_at_precision,
     "max_ece": _max_ece,
-    "max_p95_latency_ms": _later("max_p95_latency_ms", "p95 latency", " ms"),
+    "max_p95_latency_ms": _max_p95_latency,
     "max_flip_rate": _max_flip_rate,
     "min_worst_slice_accuracy": _worst_slice,
     "no_significant_regression": _no_significant_regression,

@@ -12,8 +12,10 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
   example ids in test order; every per-item list below follows this order).
 - ``settings``: ``n_resamples`` (bootstrap resamples), ``seed`` (of the resamples),
   ``confidence`` (0.95), ``target_precision`` (of ``coverage_at_precision``), ``slices`` (the
-  meta fields sliced by), ``perturbations`` (names run, seeded with ``seed``).
-- ``provenance``: ``package_versions`` (name → version, Python included), ``created_at``
+  meta fields sliced by), ``perturbations`` (names run, seeded with ``seed``), ``efficiency``
+  (``sample``, ``warmup``, ``batch_sizes``).
+- ``provenance``: ``model_hashes`` (system → the sha256 its ``describe()`` reports for its
+  model or predictions file, or null), ``package_versions`` (name → version, Python included), ``created_at``
   (ISO 8601, UTC).
 - ``systems``: system name → (in the order given on the command line; the first is the default
   system of ``gate``):
@@ -48,6 +50,16 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     family run; null when none was): an item counts as right only if right on the original
     and under each of them (HELM's worst case); ``max_flip_rate``: ``perturbation`` and
     ``value`` of the highest flip rate (what gate's ``max_flip_rate`` reads).
+  - ``efficiency`` (null for a predictions file or with ``settings.efficiency.sample`` 0;
+    method in :mod:`stillhouse.evaluate.efficiency`): ``sample`` (texts timed), ``warmup``,
+    ``latency_ms`` (``p50``, ``p95``, ``p99``, ``mean`` at batch size 1), ``throughput``
+    (``items_per_second`` at ``best_batch_size``; ``by_batch_size``: size → items/s),
+    ``peak_memory_bytes`` with ``memory_method``, ``size_bytes`` and ``parameters`` (null when
+    ``describe()`` does not say), ``tokens_per_item`` (``in`` / ``out``, null when unknown).
+  - ``reproducibility`` (null when ``efficiency`` is): the timed texts predicted a second time
+    at batch size 1 against the main run: ``sample``, ``identical_answers`` (share),
+    ``identical_probabilities`` (share with every probability within ``tolerance`` 1e-6; null
+    without probabilities), ``max_probability_difference``.
   - ``not_measured``: family → why it could not be measured for this system (e.g. a
     predictions file cannot answer perturbed texts).
   - ``correct``: per item, 1 where the system's label equals the gold label, else 0.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,12 @@ from stillhouse.evaluate.calibration import (
     expected_calibration_error,
     negative_log_likelihood,
     reliability_bins,
+)
+from stillhouse.evaluate.efficiency import (
+    EfficiencySettings,
+    measure_efficiency,
+    reproducibility,
+    sample_positions,
 )
 from stillhouse.evaluate.paired import describe_difference, holm, mcnemar_exact, paired_bootstrap
 from stillhouse.evaluate.perturb import parse_perturbations
@@ -70,6 +77,7 @@ def evaluate(
     slices: Sequence[str] = (),
     target_precision: float | None = None,
     perturbations: Sequence[str] = (),
+    efficiency: EfficiencySettings | None = None,
 ) -> Results:
     """Evaluate ``systems`` (name → Predictor) on the gold-labelled examples of ``test_path``.
 
@@ -78,6 +86,8 @@ def evaluate(
     ``precision`` of the task's ``min_coverage_at_precision`` gate rule, else 0.99.
     ``perturbations``: names from :mod:`stillhouse.evaluate.perturb` (seeded with ``seed``);
     each system that can predict texts (not a predictions file) answers every perturbed text.
+    ``efficiency``: how such systems are timed (default :class:`EfficiencySettings`, a sample
+    of 100 texts; ``sample=0`` turns efficiency and reproducibility off).
     Bad input raises a StillhouseError: E501 (not a classify task), E504 (no system), E515 (bad
     setting), E516 (unknown slice field), the read errors of :func:`read_examples` (an empty
     test set is E104) and the prediction errors of :mod:`stillhouse.predictors`.
@@ -91,6 +101,9 @@ def evaluate(
     examples = read_examples(test_path, task, require_gold=True).examples
     _check_slices(examples, slices)
     perturbations = parse_perturbations(perturbations)
+    timing = replace(efficiency or EfficiencySettings(), seed=seed)
+    _check_efficiency(timing)
+    timed = sample_positions(len(examples), timing)
     labels = task.label_names
     gold = label_indices([example.gold for example in examples], labels)
     indices = resample_indices(len(examples), n_resamples, seed)
@@ -115,11 +128,21 @@ def evaluate(
                 indices=indices,
                 confidence=CONFIDENCE,
             )
+        efficiency_results = reproducibility_results = None
+        if isinstance(predictor, PredictionsFile):
+            not_measured["efficiency"] = not_measured["reproducibility"] = FILE_CANNOT_PREDICT
+        elif timing.sample > 0:
+            efficiency_results, again = measure_efficiency(
+                predictor, [examples[i].text for i in timed], timing
+            )
+            reproducibility_results = reproducibility([predictions[i] for i in timed], again)
         measured[name] = {
             "description": predictor.describe(),
             **_system_results(predictions, predicted, gold, labels, indices, target),
             "slices": _slice_results(examples, correct, indices, slices),
             "robustness": robustness,
+            "efficiency": efficiency_results,
+            "reproducibility": reproducibility_results,
             "not_measured": not_measured,
             "correct": correct.tolist(),
         }
@@ -143,8 +166,16 @@ def evaluate(
             "target_precision": target,
             "slices": list(slices),
             "perturbations": list(perturbations),
+            "efficiency": {
+                "sample": timing.sample,
+                "warmup": timing.warmup,
+                "batch_sizes": list(timing.batch_sizes),
+            },
         },
         provenance={
+            "model_hashes": {
+                name: model_hash(system["description"]) for name, system in measured.items()
+            },
             "package_versions": package_versions(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
@@ -169,6 +200,24 @@ def _check_settings(n_resamples: int, seed: int, target: float) -> None:
         raise fail(Errors.E515, what="seed", expected="an integer ≥ 0", value=seed)
     if not 0 < target <= 1:
         raise fail(Errors.E515, what="target_precision", expected="in (0, 1]", value=target)
+
+
+def model_hash(description: dict[str, Any]) -> str | None:
+    """The sha256 a system's ``describe()`` reports for its model or file, if any."""
+    for key in ("sha256", "model_sha256"):
+        if isinstance(description.get(key), str):
+            return description[key]
+    return None
+
+
+def _check_efficiency(settings: EfficiencySettings) -> None:
+    if settings.sample < 0 or settings.warmup < 0:
+        raise fail(Errors.E515, what="efficiency sample and warmup", expected="≥ 0", value=settings)
+    if not settings.batch_sizes or any(size < 1 for size in settings.batch_sizes):
+        detail = "a non-empty list of integers ≥ 1"
+        raise fail(
+            Errors.E515, what="efficiency batch sizes", expected=detail, value=settings.batch_sizes
+        )
 
 
 def _check_slices(examples: Sequence[Example], slices: Sequence[str]) -> None:
