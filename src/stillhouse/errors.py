@@ -144,7 +144,7 @@ class Errors:
         "there: {found}); label them with `stillhouse annotate`, or audit the file's own labels "
         "with --annotator gold."
     )
-    E605 = "{what} must be {expected}, got {value!r}."
+    E605 = "Audit setting {what} must be {expected}; got {value!r}."
     E606 = "The {check} check needs {what}: {detail}. Run `make setup`."
     E607 = (
         "Task {path} is a `{kind}` task; --annotator and the label checks handle `classify` "

@@ -271,7 +271,8 @@ def _embeddings_if_needed(
     data: AuditData, wanted: set[str], settings: AuditSettings, say: Progress
 ) -> np.ndarray | None:
     needs = "outliers" in wanted or settings.paraphrases
-    if "label_issues" in wanted and _llm_probabilities(data) is None:
+    learnable = len({label for label in data.labels if label is not None}) >= 2
+    if "label_issues" in wanted and learnable and _llm_probabilities(data) is None:
         needs = True
     if not needs:
         return None
