@@ -64,6 +64,9 @@ def test_evaluate_writes_results_and_prints_the_leaderboard(
     assert "worst lang" in evaluated.stdout
     assert results["settings"]["perturbations"] == ["mild_mix", "gender"]
     assert "strong · robustness not measured: a predictions file" in evaluated.stdout
+    page = (workspace / "reports/run1/report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and '<section id="leaderboard">' in page
+    assert "strong is better than weak by 10.0 points" in page
 
 
 def test_an_unknown_perturbation_stops_evaluate_and_writes_nothing(

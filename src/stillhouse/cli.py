@@ -342,9 +342,10 @@ def evaluate(
         ),
     ] = 100,
 ) -> None:
-    """Score every system on the test set (classify tasks): metrics with intervals, comparisons."""
+    """Score every system on the test set (classify tasks): OUT/results.json and OUT/report.html."""
     from stillhouse.evaluate.efficiency import EfficiencySettings
     from stillhouse.evaluate.perturb import parse_perturbations
+    from stillhouse.evaluate.report import REPORT_FILE_NAME, write_report
     from stillhouse.evaluate.results import RESULTS_FILE_NAME, write_results
     from stillhouse.evaluate.run import evaluate as run_evaluate
     from stillhouse.predictors import open_systems
@@ -363,8 +364,9 @@ def evaluate(
         efficiency=EfficiencySettings(sample=efficiency_sample),
     )
     path = write_results(results, out_dir / RESULTS_FILE_NAME)
+    report = write_report(results, out_dir / REPORT_FILE_NAME)
     print_leaderboard(results)
-    out.print(f"wrote {path}")
+    out.print(f"wrote {path} and {report}")
 
 
 def print_leaderboard(results: Any) -> None:

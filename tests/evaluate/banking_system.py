@@ -48,10 +48,14 @@ def sample_test_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     return [{"id": f"b{i:04d}", **rows[i]} for i in chosen]
 
 
-def write_banking_task(folder: Path, gate: str = "") -> Path:
-    """examples/banking77/task.toml (77 labels, text/category columns) with ``[gate]`` lines."""
+def write_banking_task(folder: Path, gate: str = "", meta: Sequence[str] = ()) -> Path:
+    """examples/banking77/task.toml (77 labels, text/category columns) with ``[gate]`` lines
+    and ``meta`` fields under ``[input]``."""
     folder.mkdir(parents=True, exist_ok=True)
     text = TASK_TOML.read_text(encoding="utf-8") + (f"\n[gate]\n{gate}\n" if gate else "")
+    if meta:
+        assert text.count("[input]\n") == 1, "examples/banking77/task.toml changed"
+        text = text.replace("[input]\n", f"[input]\nmeta = {json.dumps(list(meta))}\n")
     path = folder / "task.toml"
     path.write_text(text, encoding="utf-8")
     return path

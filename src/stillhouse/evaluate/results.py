@@ -31,7 +31,9 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     negative natural-log likelihood of the gold label, nats), ``reliability_bins`` (10 equal-width
     bins, empty ones left out: ``low``, ``high``, ``mean_confidence``, ``accuracy``, ``count``).
     Confidence is the probability the system gave its own answer.
-  - ``selective`` (null without probabilities): intervals ``aurc`` (area under the
+  - ``selective`` (null without probabilities): ``risk_coverage`` (the curve for plots, at most
+    101 of its points, most confident first: lists ``coverage``, ``risk``, ``threshold``);
+    intervals ``aurc`` (area under the
     risk–coverage curve, lower is better) and ``accuracy_at_top_10pct`` (accuracy on the 10% most
     confident items); ``coverage_at_precision``: ``target``, ``coverage`` (an interval: the
     largest share of items answerable at accuracy ≥ target), ``threshold`` (answer iff confidence
@@ -40,6 +42,9 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     without the field form the group ``"(missing)"``), ``worst`` / ``best`` (group names),
     ``worst_accuracy``, ``gap`` (best − worst accuracy) and ``gap_interval`` (an interval of
     that gap over the resamples that drew both groups).
+  - ``most_confident_errors``: up to 20 wrong answers, most confident first (without
+    probabilities: the first in test order): ``id``, ``text``, ``gold``, ``predicted``,
+    ``confidence`` (null without probabilities).
   - ``robustness`` (null unless ``settings.perturbations`` is non-empty and the system can
     answer new texts): ``seed``; ``perturbations``: name → ``family`` (``"robustness"`` or
     ``"fairness"``), ``description``, ``changed`` (texts the perturbation altered; only those

@@ -53,6 +53,7 @@ from stillhouse.evaluate.selective import (
     accuracy_at_top_per_resample,
     area_under_risk_coverage_per_resample,
     coverage_at_precision,
+    risk_coverage_curve,
 )
 from stillhouse.predictors import PredictionsFile, Predictor, check_prediction
 from stillhouse.provenance import package_versions
@@ -64,6 +65,8 @@ DEFAULT_TARGET_PRECISION = 0.99
 TOP_SHARE = 0.10
 CALIBRATION_BINS = 10
 MISSING_SLICE = "(missing)"
+ERRORS_SHOWN = 20
+CURVE_POINTS = 101
 FILE_CANNOT_PREDICT = "a predictions file answers only the texts it was written for"
 
 
@@ -140,6 +143,7 @@ def evaluate(
             "description": predictor.describe(),
             **_system_results(predictions, predicted, gold, labels, indices, target),
             "slices": _slice_results(examples, correct, indices, slices),
+            "most_confident_errors": _most_confident_errors(examples, predictions, predicted, gold),
             "robustness": robustness,
             "efficiency": efficiency_results,
             "reproducibility": reproducibility_results,
@@ -331,7 +335,15 @@ def _selective(
     top = partial(accuracy_at_top_per_resample, confidence, correct, share=TOP_SHARE)
     at_precision = coverage_at_precision(confidence, correct, target, indices, CONFIDENCE)
     assert at_precision.interval is not None  # indices were given
+    curve = risk_coverage_curve(confidence, correct)
+    # at most CURVE_POINTS points, always the first and the last, for plots
+    shown = np.unique(np.linspace(0, len(curve.coverages) - 1, CURVE_POINTS).round().astype(int))
     return {
+        "risk_coverage": {
+            "coverage": curve.coverages[shown].tolist(),
+            "risk": curve.risks[shown].tolist(),
+            "threshold": curve.thresholds[shown].tolist(),
+        },
         "aurc": _interval(bootstrap_interval(aurc, indices, CONFIDENCE)),
         "accuracy_at_top_10pct": _interval(bootstrap_interval(top, indices, CONFIDENCE)),
         "coverage_at_precision": {
@@ -341,6 +353,36 @@ def _selective(
             "accuracy": at_precision.accuracy,
         },
     }
+
+
+def _most_confident_errors(
+    examples: Sequence[Example],
+    predictions: Sequence[Prediction],
+    predicted: np.ndarray,
+    gold: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The wrong answers given with the highest confidence (test order among ties; without
+    probabilities, the first wrong answers in test order)."""
+    wrong = np.flatnonzero(predicted != gold)
+    confidence = np.array(
+        [
+            predictions[i].probs[predictions[i].answer] if predictions[i].probs else 0.0  # type: ignore[index]
+            for i in wrong
+        ]
+    )
+    order = wrong[np.argsort(-confidence, kind="stable")][:ERRORS_SHOWN]
+    return [
+        {
+            "id": examples[i].id,
+            "text": examples[i].text,
+            "gold": examples[i].gold,
+            "predicted": predictions[i].answer,
+            "confidence": predictions[i].probs[predictions[i].answer]  # type: ignore[index]
+            if predictions[i].probs
+            else None,
+        }
+        for i in order
+    ]
 
 
 def _slice_results(
