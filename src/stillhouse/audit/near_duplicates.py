@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from stillhouse.data.records import Example
 NAME, TITLE = "near_duplicates", "Near duplicates"
 SHINGLE_SIZE = 5
 NUM_PERM = 64
+# The LSH buckets are tuned this far below the Jaccard threshold, so that pairs just above it
+# still become candidates (recall); the exact Jaccard check then removes the extra ones.
+LSH_MARGIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -54,20 +58,19 @@ def jaccard(first: set[bytes], second: set[bytes]) -> float:
 class MinHashIndex:
     """An LSH index over the character shingles of texts; query with other texts.
 
-    Candidates from the LSH buckets are verified with the exact shingle Jaccard, so the result
-    has no false positives; misses are the LSH's (few at ``num_perm`` 64 above threshold 0.5).
+    Candidates from LSH buckets tuned :data:`LSH_MARGIN` below ``threshold`` are verified with
+    the exact shingle Jaccard: the result has no false positives, and pairs near the threshold
+    are rarely missed.
     """
 
     def __init__(self, texts: Sequence[str], threshold: float, num_perm: int = NUM_PERM) -> None:
-        from datasketch import MinHash, MinHashLSH
+        from datasketch import MinHashLSH
 
         self.threshold = threshold
         self.num_perm = num_perm
         self._normalized = [normalize_text(text) for text in texts]
-        self._minhashes = MinHash.bulk(
-            [sorted(shingles(text)) for text in self._normalized], num_perm=num_perm
-        )
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._minhashes = _minhashes(self._normalized, num_perm)
+        self._lsh = MinHashLSH(threshold=max(0.05, threshold - LSH_MARGIN), num_perm=num_perm)
         with self._lsh.insertion_session() as session:
             for key, minhash in enumerate(self._minhashes):
                 session.insert(key, minhash, check_duplication=False)
@@ -82,10 +85,8 @@ class MinHashIndex:
 
     def query(self, texts: Sequence[str]) -> list[SimilarPair]:
         """Pairs (query position, indexed position) with Jaccard ≥ threshold."""
-        from datasketch import MinHash
-
         normalized = [normalize_text(text) for text in texts]
-        minhashes = MinHash.bulk([sorted(shingles(t)) for t in normalized], num_perm=self.num_perm)
+        minhashes = _minhashes(normalized, self.num_perm)
         pairs = []
         for row, minhash in enumerate(minhashes):
             pairs.extend(self._verified(normalized[row], row, self._lsh.query(minhash)))
@@ -101,6 +102,14 @@ class MinHashIndex:
             if similarity >= self.threshold:
                 found.append(SimilarPair(row, other, similarity, "minhash"))
         return found
+
+
+def _minhashes(normalized: Sequence[str], num_perm: int) -> list[Any]:
+    """One LeanMinHash (hash values only, no permutation tables) per text's shingles."""
+    from datasketch import LeanMinHash, MinHash
+
+    found = MinHash.generator((shingles(text) for text in normalized), num_perm=num_perm)
+    return [LeanMinHash(minhash) for minhash in found]
 
 
 def paraphrase_pairs(embeddings: np.ndarray, threshold: float) -> list[SimilarPair]:
