@@ -1,5 +1,5 @@
 """`stillhouse evaluate` and `stillhouse gate` as a user runs them: results.json, the leaderboard,
-exit codes 0 / 1 / 2, one-line errors, nothing written on bad input. Seven subprocess runs."""
+exit codes 0 / 1 / 2, one-line errors, nothing written on bad input. Eight subprocess runs."""
 
 from __future__ import annotations
 
@@ -94,6 +94,27 @@ def test_gate_passes_with_exit_0_and_fails_with_exit_1(
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAIL" in failed.stdout and "gate · weak" in failed.stdout
     assert "not measured in results.json" in failed.stdout
+
+
+def test_gate_json_gives_each_rule_with_its_measurement(
+    workspace: Path, evaluated: Run, run_cli: CLI
+) -> None:
+    args = ("gate", "--results", "reports/run1/results.json", "--json")
+    result = run_cli(workspace, *args, "--task", "strict/task.toml")
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["system"] == "strong" and verdict["passed"] is False
+    rules = {row["rule"]: row for row in verdict["rules"]}
+    assert list(rules) == [
+        "min_accuracy",
+        "min_coverage_at_precision",
+        "max_p95_latency_ms",
+        "min_worst_slice_accuracy",
+    ]
+    assert rules["min_accuracy"]["passed"] is True
+    assert rules["min_accuracy"]["measured"] == pytest.approx(0.9)
+    assert rules["max_p95_latency_ms"]["measured"] is None
+    assert "predictions file" in rules["max_p95_latency_ms"]["reason"]
 
 
 def test_a_bad_predictions_file_stops_evaluate_and_writes_nothing(

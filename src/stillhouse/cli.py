@@ -468,6 +468,9 @@ def gate(
     system: Annotated[
         str | None, typer.Option(help="The system to gate (default: the first in results.json).")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the verdict as JSON (same exit codes).")
+    ] = False,
 ) -> None:
     """Check task.toml [gate] against results.json: exit 0 when every rule passes, 1 otherwise."""
     from stillhouse.evaluate.results import read_results
@@ -480,6 +483,13 @@ def gate(
         read_results(baseline) if baseline is not None else None,
         system,
     )
+    if as_json:
+        rows = [asdict(row) for row in report.rows]
+        document = {"system": report.system, "passed": report.passed, "rules": rows}
+        out.print_json(json.dumps(document, ensure_ascii=False))
+        if not report.passed:
+            raise typer.Exit(1)
+        return
     verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
     table = Table(title=f"gate · {escape(report.system)} · {verdict}", title_justify="left")
     for column in ("rule", "measured", "threshold", "verdict", "reason"):

@@ -155,7 +155,8 @@ def probability_problem(probs: Any, labels: Sequence[str]) -> str | None:
     """
     if not isinstance(probs, dict):
         return f"must be an object mapping labels to numbers, got {type(probs).__name__}"
-    unknown = [label for label in probs if label not in labels]
+    known = set(labels)  # a set: 77 labels × 77 keys per row was a third of evaluate's time
+    unknown = [label for label in probs if label not in known]
     if unknown:
         return f"name label {unknown[0]!r}, which is not one of the task's labels"
     missing = [label for label in labels if label not in probs]

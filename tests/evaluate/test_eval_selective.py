@@ -18,6 +18,7 @@ from stillhouse.evaluate.selective import (
     coverage_at_precision,
     coverage_at_precision_per_resample,
     risk_coverage_curve,
+    selective_per_resample,
 )
 
 
@@ -172,3 +173,20 @@ def test_coverage_at_precision_interval_comes_from_the_shared_resamples() -> Non
     assert result.interval.estimate == result.coverage
     assert result.interval.low < result.coverage < result.interval.high
     assert coverage_at_precision(confidence, correct, 0.95).interval is None
+
+
+def test_one_counting_pass_gives_the_three_resampled_metrics() -> None:
+    confidence, correct = confident_classifier(400, seed=11)
+    indices = resample_indices(400, 300, seed=5)
+    together = selective_per_resample(confidence, correct, indices, share=0.2, target=0.95)
+    np.testing.assert_array_equal(
+        together["aurc"], area_under_risk_coverage_per_resample(confidence, correct, indices)
+    )
+    np.testing.assert_array_equal(
+        together["accuracy_at_top"],
+        accuracy_at_top_per_resample(confidence, correct, indices, share=0.2),
+    )
+    np.testing.assert_array_equal(
+        together["coverage_at_precision"],
+        coverage_at_precision_per_resample(confidence, correct, indices, target=0.95),
+    )

@@ -24,11 +24,10 @@ from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.accuracy import classification_metrics, label_indices
 from stillhouse.evaluate.bootstrap import (
     Interval,
-    bootstrap_interval,
     confusion_per_resample,
     divide_or_zero,
     f1_from_confusion,
-    micro_f1_per_resample,
+    observed_indices,
     percentile_interval,
     resample_indices,
     resampled_values,
@@ -50,10 +49,9 @@ from stillhouse.evaluate.perturb import parse_perturbations
 from stillhouse.evaluate.results import Results
 from stillhouse.evaluate.robustness import measure_perturbations
 from stillhouse.evaluate.selective import (
-    accuracy_at_top_per_resample,
-    area_under_risk_coverage_per_resample,
     coverage_at_precision,
     risk_coverage_curve,
+    selective_per_resample,
 )
 from stillhouse.predictors import PredictionsFile, Predictor, check_prediction
 from stillhouse.provenance import package_versions
@@ -283,11 +281,11 @@ def _system_results(
     confusion = confusion_per_resample(gold, predicted, indices, n_labels=len(labels))
     f1 = f1_from_confusion(confusion)
     support = confusion.sum(axis=-1)  # gold count of each label in each resample
-    ones = np.ones_like(correct)
+    accuracy = resampled_values(correct, indices)
     per_resample = {
-        "accuracy": resampled_values(correct, indices),
+        "accuracy": accuracy,
         "macro_f1": f1.mean(axis=-1),
-        "micro_f1": micro_f1_per_resample(correct, ones, ones, indices),
+        "micro_f1": accuracy,  # one gold and one predicted label per item: micro-F1 = accuracy
         "weighted_f1": divide_or_zero((f1 * support).sum(axis=-1), support.sum(axis=-1)),
     }
     has_probabilities = predictions[0].probs is not None
@@ -331,10 +329,16 @@ def _calibration(
 def _selective(
     confidence: np.ndarray, correct: np.ndarray, indices: np.ndarray, target: float
 ) -> dict[str, Any]:
-    aurc = partial(area_under_risk_coverage_per_resample, confidence, correct)
-    top = partial(accuracy_at_top_per_resample, confidence, correct, share=TOP_SHARE)
-    at_precision = coverage_at_precision(confidence, correct, target, indices, CONFIDENCE)
-    assert at_precision.interval is not None  # indices were given
+    # one counting pass per system serves all three metrics, observed and resampled
+    observed = selective_per_resample(
+        confidence, correct, observed_indices(len(correct)), share=TOP_SHARE, target=target
+    )
+    resampled = selective_per_resample(confidence, correct, indices, share=TOP_SHARE, target=target)
+    intervals = {
+        metric: _interval(percentile_interval(float(observed[metric][0]), values, CONFIDENCE))
+        for metric, values in resampled.items()
+    }
+    at_precision = coverage_at_precision(confidence, correct, target)
     curve = risk_coverage_curve(confidence, correct)
     # at most CURVE_POINTS points, always the first and the last, for plots
     shown = np.unique(np.linspace(0, len(curve.coverages) - 1, CURVE_POINTS).round().astype(int))
@@ -344,11 +348,11 @@ def _selective(
             "risk": curve.risks[shown].tolist(),
             "threshold": curve.thresholds[shown].tolist(),
         },
-        "aurc": _interval(bootstrap_interval(aurc, indices, CONFIDENCE)),
-        "accuracy_at_top_10pct": _interval(bootstrap_interval(top, indices, CONFIDENCE)),
+        "aurc": intervals["aurc"],
+        "accuracy_at_top_10pct": intervals["accuracy_at_top"],
         "coverage_at_precision": {
             "target": target,
-            "coverage": _interval(at_precision.interval),
+            "coverage": intervals["coverage_at_precision"],
             "threshold": at_precision.threshold,
             "accuracy": at_precision.accuracy,
         },
@@ -392,57 +396,52 @@ def _slice_results(
     the gap between them (its interval over the resamples that drew both groups)."""
     results = {}
     for field in fields:
-        values = np.array([str(example.meta.get(field, MISSING_SLICE)) for example in examples])
-        members = {value: values == value for value in sorted(set(values.tolist()))}
-        groups = {
-            value: _slice_accuracy(member, correct, indices) for value, member in members.items()
-        }
-        ranked = sorted(groups, key=lambda value: groups[value]["accuracy"]["estimate"])
+        values = [str(example.meta.get(field, MISSING_SLICE)) for example in examples]
+        names, codes = np.unique(np.array(values), return_inverse=True)
+        accuracy, held = _resampled_group_accuracy(codes.reshape(-1), len(names), correct, indices)
+        groups = {}
+        for g, name in enumerate(names.tolist()):
+            member = codes == g
+            estimate = float(correct[member].mean())
+            if held[:, g].any():
+                interval = percentile_interval(estimate, accuracy[held[:, g], g], CONFIDENCE)
+            else:  # a tiny slice no resample drew: nothing is known about its spread
+                interval = Interval(estimate, 0.0, 1.0)
+            groups[name] = {"n": int(member.sum()), "accuracy": _interval(interval)}
+        ranked = sorted(range(len(names)), key=lambda g: groups[names[g]]["accuracy"]["estimate"])
         worst, best = ranked[0], ranked[-1]
-        worst_accuracy = groups[worst]["accuracy"]["estimate"]
-        gap = groups[best]["accuracy"]["estimate"] - worst_accuracy
+        worst_accuracy = groups[names[worst]]["accuracy"]["estimate"]
+        gap = groups[names[best]]["accuracy"]["estimate"] - worst_accuracy
+        both = held[:, best] & held[:, worst]
+        if both.any():
+            differences = accuracy[both, best] - accuracy[both, worst]
+            gap_interval = percentile_interval(gap, differences, CONFIDENCE)
+        else:
+            gap_interval = Interval(gap, -1.0, 1.0)
         results[field] = {
             "groups": groups,
-            "worst": worst,
-            "best": best,
+            "worst": str(names[worst]),
+            "best": str(names[best]),
             "worst_accuracy": worst_accuracy,
             "gap": gap,
-            "gap_interval": _gap_interval(gap, members[best], members[worst], correct, indices),
+            "gap_interval": _interval(gap_interval),
         }
     return results
 
 
 def _resampled_group_accuracy(
-    member: np.ndarray, correct: np.ndarray, indices: np.ndarray
+    codes: np.ndarray, n_groups: int, correct: np.ndarray, indices: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per resample: the group's accuracy (NaN where no member was drawn) and whether drawn."""
-    drawn = member[indices].sum(axis=1)
-    right = (member * correct)[indices].sum(axis=1)
+    """Per resample and group: accuracy (NaN where no member was drawn) and whether any member
+    was drawn, shape (B, n_groups) each; one bincount over (resample, group) keys."""
+    keys = (codes[indices] + (np.arange(len(indices)) * n_groups)[:, None]).ravel()
+    size = len(indices) * n_groups
+    drawn = np.bincount(keys, minlength=size).reshape(-1, n_groups)
+    right = np.bincount(keys, weights=correct[indices].ravel(), minlength=size).reshape(
+        -1, n_groups
+    )
     held = drawn > 0
-    return np.divide(right, drawn, out=np.full(len(drawn), np.nan), where=held), held
-
-
-def _slice_accuracy(member: np.ndarray, correct: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
-    """Accuracy on the members (shape (n,) bool), its interval over the resamples that hold any."""
-    estimate = float(correct[member].mean())
-    accuracy, held = _resampled_group_accuracy(member, correct, indices)
-    if held.any():
-        interval = percentile_interval(estimate, accuracy[held], CONFIDENCE)
-    else:  # a tiny slice no resample drew: nothing is known about its spread
-        interval = Interval(estimate, 0.0, 1.0)
-    return {"n": int(member.sum()), "accuracy": _interval(interval)}
-
-
-def _gap_interval(
-    gap: float, best: np.ndarray, worst: np.ndarray, correct: np.ndarray, indices: np.ndarray
-) -> dict[str, float]:
-    best_accuracy, best_held = _resampled_group_accuracy(best, correct, indices)
-    worst_accuracy, worst_held = _resampled_group_accuracy(worst, correct, indices)
-    both = best_held & worst_held
-    if not both.any():
-        return _interval(Interval(gap, -1.0, 1.0))
-    differences = best_accuracy[both] - worst_accuracy[both]
-    return _interval(percentile_interval(gap, differences, CONFIDENCE))
+    return np.divide(right, drawn, out=np.full(drawn.shape, np.nan), where=held), held
 
 
 def _comparisons(measured: dict[str, dict[str, Any]], indices: np.ndarray) -> list[dict[str, Any]]:

@@ -85,11 +85,12 @@ def area_under_risk_coverage_per_resample(
     confidence: np.ndarray, correct: np.ndarray, indices: np.ndarray
 ) -> np.ndarray:
     """:func:`area_under_risk_coverage` of each bootstrap resample: shape (B,)."""
-    confidence, correct = _check(confidence, correct)
-    thresholds, group = _confidence_groups(confidence)
-    answered, right = _cumulative_counts(group, correct, indices, len(thresholds))
+    return _aurc(*_resampled_counts(confidence, correct, indices), indices.shape[1])
+
+
+def _aurc(answered: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
     risk = divide_or_zero(answered - right, answered)
-    width = np.diff(answered, axis=1, prepend=0) / indices.shape[1]
+    width = np.diff(answered, axis=1, prepend=0) / n
     return (width * risk).sum(axis=1)
 
 
@@ -113,10 +114,11 @@ def accuracy_at_top_per_resample(
     """:func:`accuracy_at_top` of each bootstrap resample: shape (B,)."""
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
-    confidence, correct = _check(confidence, correct)
-    thresholds, group = _confidence_groups(confidence)
-    answered, right = _cumulative_counts(group, correct, indices, len(thresholds))
-    n = indices.shape[1]
+    answered, right = _resampled_counts(confidence, correct, indices)
+    return _accuracy_at_top(answered, right, indices.shape[1], share)
+
+
+def _accuracy_at_top(answered: np.ndarray, right: np.ndarray, n: int, share: float) -> np.ndarray:
     top = max(1, math.ceil(share * n - 1e-9))  # tolerance: 0.07 * 100 is 7.000000000000001
     rows = np.arange(len(answered))
     cut = np.argmax(answered >= top, axis=1)  # the group holding the top-th item
@@ -170,11 +172,43 @@ def coverage_at_precision_per_resample(
 ) -> np.ndarray:
     """The coverage of :func:`coverage_at_precision` on each bootstrap resample: shape (B,)."""
     _check_target(target)
+    answered, right = _resampled_counts(confidence, correct, indices)
+    return _coverage(answered, right, indices.shape[1], target)
+
+
+def _coverage(answered: np.ndarray, right: np.ndarray, n: int, target: float) -> np.ndarray:
+    feasible = (answered > 0) & (divide_or_zero(right, answered) >= target)
+    return np.where(feasible, answered / n, 0.0).max(axis=1)
+
+
+def selective_per_resample(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    indices: np.ndarray,
+    *,
+    share: float = 0.10,
+    target: float = 0.99,
+) -> dict[str, np.ndarray]:
+    """AURC, accuracy at the top ``share`` and coverage at precision ``target`` of each
+    resample, shape (B,) each, from one pass of counting (the three functions above share it)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    _check_target(target)
+    answered, right = _resampled_counts(confidence, correct, indices)
+    n = indices.shape[1]
+    return {
+        "aurc": _aurc(answered, right, n),
+        "accuracy_at_top": _accuracy_at_top(answered, right, n, share),
+        "coverage_at_precision": _coverage(answered, right, n, target),
+    }
+
+
+def _resampled_counts(
+    confidence: np.ndarray, correct: np.ndarray, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     confidence, correct = _check(confidence, correct)
     thresholds, group = _confidence_groups(confidence)
-    answered, right = _cumulative_counts(group, correct, indices, len(thresholds))
-    feasible = (answered > 0) & (divide_or_zero(right, answered) >= target)
-    return np.where(feasible, answered / indices.shape[1], 0.0).max(axis=1)
+    return _cumulative_counts(group, correct, indices, len(thresholds))
 
 
 def _confidence_groups(confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
