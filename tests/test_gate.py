@@ -215,6 +215,7 @@ def test_other_bad_input(runs: Runs, current: Results) -> None:
     error = error_of(lambda: gate(task, current, system="nope"))
     assert error.code == "E531" and "model, plain" in error.message
     spans = load_task(write_task(runs.folder / "spans", "min_accuracy = 0.5", kind="spans"))
-    assert error_of(lambda: gate(spans, current)).code == "E501"
+    error = error_of(lambda: gate(spans, current))
+    assert error.code == "E538" and "`classify` task" in error.message
     other_labels = Results(**{**current.__dict__, "task": {**current.task, "labels": ["a", "b"]}})
     assert error_of(lambda: gate(task, other_labels)).code == "E533"

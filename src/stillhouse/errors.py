@@ -152,6 +152,19 @@ class Errors:
     )
     # evaluate: robustness, efficiency, report
     E534 = "--perturb: unknown perturbation `{name}`; known: {known}."
+    E535 = "{where}: {detail}. For a {kind} task each line is {shape}."
+    E536 = (
+        "{where}: id {id!r}: probabilities {detail}; for a multilabel task `probs` gives every "
+        "task label its own probability in [0, 1] (they need not sum to 1)."
+    )
+    E537 = (
+        "System `{name}`, example {id!r}: span {start}-{end} ({label}) is outside the text, "
+        "which has {length} characters; offsets are characters of the test text, end exclusive."
+    )
+    E538 = (
+        "{path} was computed for a `{found}` task, but task {task} is a `{kind}` task; "
+        "evaluate again with this task."
+    )
     # train / predict / trained model folders
     E701 = "Unknown recipe `{recipe}`; use one of: {choices}."
     E702 = "Recipe `{recipe}` is not available in this version ({detail}); use one of: {choices}."

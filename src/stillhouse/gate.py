@@ -2,7 +2,9 @@
 
 Each rule gives one :class:`GateRow`: what was measured, the threshold, the verdict and why. A
 rule whose measurement is not in results.json fails ("not measured in results.json"), never
-passes silently. Classification tasks only in this version. Rules (task.GATE_RULES)::
+passes silently. For multilabel and span tasks ``accuracy`` is whole-answer accuracy (subset
+accuracy; documents with exactly the right spans) and ``macro_f1`` as evaluate defines it; the
+classification-only families read as not measured. Rules (task.GATE_RULES)::
 
     min_accuracy = 0.90                  # accuracy ≥ it
     min_macro_f1 = 0.85                  # macro-F1 ≥ it
@@ -75,12 +77,13 @@ def gate(
     """Check ``task.gate`` against ``results`` for ``system`` (default: its first system).
 
     ``baseline``: the results the ``no_significant_regression`` rule compares with; it must have
-    been computed on the same test data (E532). Bad input raises: E501 (not a classify task),
-    E004 (a rule's value), E530 (no rules), E531 (unknown system), E533 (other labels).
+    been computed on the same test data (E532). Bad input raises: E004 (a rule's value), E530
+    (no rules), E531 (unknown system), E533 (other labels), E538 (another task kind).
     """
-    if task.kind != "classify":
-        raise fail(Errors.E501, path=task.path, kind=task.kind, command="gate")
     rules = _rules(task)
+    if results.task.get("kind", "classify") != task.kind:
+        found = results.task.get("kind")
+        raise fail(Errors.E538, path=results.where, found=found, task=task.path, kind=task.kind)
     if results.task.get("labels") != task.label_names:
         raise fail(
             Errors.E533,

@@ -8,6 +8,8 @@ row per test example::
 
 ``probs`` is optional but then on no row; when given it covers every task label. The file is
 validated as it is read: every problem is one error naming ``file:line``, the id and the label.
+Multilabel rows carry ``labels`` and span rows ``spans`` instead of ``label``
+(:mod:`stillhouse.evaluate.answers`).
 """
 
 from __future__ import annotations
@@ -177,6 +179,13 @@ def probability_problem(probs: Any, labels: Sequence[str]) -> str | None:
 
 def check_prediction(prediction: Prediction, task: Task, name: str, example_id: str) -> None:
     """Raise E514 if ``prediction`` is not a label of ``task`` with valid probabilities (or none)."""
+    if task.kind != "classify":
+        from stillhouse.evaluate.answers import structured_problem
+
+        problem = structured_problem(prediction, task)
+        if problem is not None:
+            raise fail(Errors.E514, name=name, id=example_id, detail=problem)
+        return
     if prediction.answer not in task.labels:
         detail = f"answer {prediction.answer!r} is not one of the task's labels"
         raise fail(Errors.E514, name=name, id=example_id, detail=detail)
@@ -197,6 +206,10 @@ def _parse_row(row: Any, where: str, task: Task) -> tuple[str, Prediction]:
         detail = f"`id` must be a non-empty string or an integer, got {_type_name(identifier)}"
         raise fail(Errors.E506, where=where, detail=detail)
     identifier = str(identifier)
+    if task.kind != "classify":  # rows with `labels` or `spans`
+        from stillhouse.evaluate.answers import parse_structured_row
+
+        return identifier, parse_structured_row(row, where, identifier, task)
     label = row.get("label")
     if isinstance(label, int) and not isinstance(label, bool):
         label = str(label)  # as read_examples reads a numeric gold label

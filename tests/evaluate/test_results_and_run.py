@@ -309,8 +309,9 @@ def test_bad_evaluation_input_is_a_clear_error(data: Fixture, tmp_path: Path) ->
     error = error_of(lambda: evaluate(data.task, data.test, systems, target_precision=1.5))
     assert error.code == "E515" and "target_precision" in error.message
     multilabel = load_task(write_task(tmp_path / "ml", kind="multilabel"))
-    error = error_of(lambda: evaluate(multilabel, data.test, systems))
-    assert error.code == "E501" and "`classify` tasks only" in error.message
+    error = error_of(lambda: PredictionsFile(data.files["strong"], multilabel))
+    assert error.code == "E535" and "strong.jsonl:1:" in error.message
+    assert '"labels": [label, ...]' in error.message
 
 
 def test_a_test_set_larger_than_the_predictions_is_refused(data: Fixture, tmp_path: Path) -> None:

@@ -43,6 +43,18 @@ def resample_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarr
     return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n), dtype=dtype)
 
 
+def resample_counts(indices: np.ndarray) -> np.ndarray:
+    """How often each item was drawn in each resample: shape ``(B, n)``, float64.
+
+    ``counts @ values`` sums per-item ``values`` (shape ``(n,)`` or ``(n, k)``) over each
+    resample in one matrix product; one bincount over (resample, item) keys builds it.
+    """
+    indices = _check_indices(indices)
+    b, n = indices.shape
+    keys = (indices + (np.arange(b, dtype=np.int64) * n)[:, None]).ravel()
+    return np.bincount(keys, minlength=b * n).reshape(b, n).astype(float)
+
+
 def observed_indices(n: int) -> np.ndarray:
     """The single "resample" that is the data as observed: ``np.arange(n)`` of shape ``(1, n)``."""
     return np.arange(n)[None, :]

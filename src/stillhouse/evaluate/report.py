@@ -439,6 +439,8 @@ def _efficiency(results: Results, colors: dict[str, str]) -> str:
 
 def _confusion(results: Results, colors: dict[str, str]) -> str:
     labels = results.task["labels"]
+    if results.task.get("kind", "classify") != "classify":
+        return _not_measured("confusion matrices are for classification tasks")
     figures = [
         _figure(
             heat_map(system["confusion_matrix"], labels, title=f"Confusion matrix: {name}"), name
@@ -472,8 +474,8 @@ def _errors(results: Results, colors: dict[str, str]) -> str:
             [
                 escape(error["id"]),
                 f"<span class=text>{escape(error['text'])}</span>",
-                escape(str(error["gold"])),
-                escape(str(error["predicted"])),
+                escape(_answer(error["gold"])),
+                escape(_answer(error["predicted"])),
                 _number(error["confidence"]) if error["confidence"] is not None else _dash(),
             ]
             for error in errors
@@ -554,6 +556,20 @@ def _reproduced(repeated: dict[str, Any] | None) -> str:
     if repeated["identical_probabilities"] is not None:
         text += f", {repeated['identical_probabilities']:.0%} probabilities (±1e-6)"
     return text
+
+
+def _answer(answer: Any) -> str:
+    """A label, a list of labels, or spans as ``label "text"`` (``label start–end`` without text)."""
+    if isinstance(answer, str):
+        return answer
+    if answer and isinstance(answer[0], dict):
+        return "; ".join(
+            f'{span["label"]} "{span["text"]}"'
+            if span.get("text")
+            else f"{span['label']} {span['start']}–{span['end']}"
+            for span in answer
+        )
+    return ", ".join(answer) if answer else "(none)"
 
 
 def _system_name(name: str, colors: dict[str, str]) -> str:

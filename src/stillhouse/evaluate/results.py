@@ -5,7 +5,7 @@ never a percentage; an *interval* is ``{"estimate", "low", "high"}``: the value 
 and its 95% percentile-bootstrap bounds, all systems using the same resamples):
 
 - ``schema_version``: 1. A reader refuses any other version.
-- ``task``: ``name``, ``kind`` (``"classify"``), ``labels`` (the order of every per-label list
+- ``task``: ``name``, ``kind`` (``"classify"``, ``"multilabel"`` or ``"spans"``), ``labels`` (the order of every per-label list
   and of the confusion matrix), ``fingerprint`` (sha256 of the task's content).
 - ``data``: ``path`` (the test file as given), ``fingerprint`` (sha256 of ids, texts and gold
   labels in order: :func:`stillhouse.data.io.data_fingerprint`), ``n_items``, ``ids`` (the
@@ -68,6 +68,14 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
   - ``not_measured``: family → why it could not be measured for this system (e.g. a
     predictions file cannot answer perturbed texts).
   - ``correct``: per item, 1 where the system's label equals the gold label, else 0.
+
+- Multilabel and span tasks (see :mod:`stillhouse.evaluate.structured`): ``metrics`` holds
+  ``accuracy`` (whole answer right), ``micro_f1``, ``macro_f1``, ``weighted_f1`` and
+  ``hamming_loss`` (multilabel) or ``precision``, ``recall``, ``partial_precision``,
+  ``partial_recall``, ``partial_f1`` (spans; the F1s are strict); ``per_label`` is per label
+  (multilabel) or per type with ``strict`` and ``partial`` scores (spans);
+  ``confusion_matrix``, ``calibration``, ``selective`` and ``robustness`` are null and
+  ``not_measured`` says why; ``correct`` is 1 where the whole answer is right.
 
 - ``comparisons``: one object per pair of systems (a before b in system order): ``a``, ``b``,
   ``metric`` (``"accuracy"``), ``difference`` / ``low`` / ``high`` (accuracy of a minus b and its

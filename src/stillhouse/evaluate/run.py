@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from stillhouse.data.io import data_fingerprint, read_examples
-from stillhouse.data.records import Example, Prediction, text_id
+from stillhouse.data.records import Example, Prediction, answer_to_json, text_id
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.accuracy import classification_metrics, label_indices
 from stillhouse.evaluate.bootstrap import (
@@ -53,6 +53,7 @@ from stillhouse.evaluate.selective import (
     risk_coverage_curve,
     selective_per_resample,
 )
+from stillhouse.evaluate.structured import multilabel_results, span_results
 from stillhouse.predictors import PredictionsFile, Predictor, check_prediction
 from stillhouse.provenance import package_versions
 from stillhouse.task import Task
@@ -64,6 +65,7 @@ TOP_SHARE = 0.10
 CALIBRATION_BINS = 10
 MISSING_SLICE = "(missing)"
 ERRORS_SHOWN = 20
+CLASSIFY_ONLY = "classification tasks only in this version"
 CURVE_POINTS = 101
 FILE_CANNOT_PREDICT = "a predictions file answers only the texts it was written for"
 
@@ -89,12 +91,13 @@ def evaluate(
     each system that can predict texts (not a predictions file) answers every perturbed text.
     ``efficiency``: how such systems are timed (default :class:`EfficiencySettings`, a sample
     of 100 texts; ``sample=0`` turns efficiency and reproducibility off).
-    Bad input raises a StillhouseError: E501 (not a classify task), E504 (no system), E515 (bad
-    setting), E516 (unknown slice field), the read errors of :func:`read_examples` (an empty
-    test set is E104) and the prediction errors of :mod:`stillhouse.predictors`.
+    Multilabel and span tasks get the metrics of :mod:`stillhouse.evaluate.structured`, slices,
+    comparisons on whole-answer correctness, efficiency and reproducibility; calibration,
+    selective prediction, confusion matrices and perturbations are classification only.
+    Bad input raises a StillhouseError: E504 (no system), E515 (bad setting), E516 (unknown
+    slice field), E537 (a span outside its text), the read errors of :func:`read_examples` (an
+    empty test set is E104) and the prediction errors of :mod:`stillhouse.predictors`.
     """
-    if task.kind != "classify":
-        raise fail(Errors.E501, path=task.path, kind=task.kind, command="evaluate")
     if not systems:
         raise fail(Errors.E504)
     target = default_target_precision(task) if target_precision is None else target_precision
@@ -106,19 +109,29 @@ def evaluate(
     _check_efficiency(timing)
     timed = sample_positions(len(examples), timing)
     labels = task.label_names
-    gold = label_indices([example.gold for example in examples], labels)
+    classify = task.kind == "classify"
+    gold = label_indices([example.gold for example in examples], labels) if classify else None
     indices = resample_indices(len(examples), n_resamples, seed)
     source = f"the test set {test_path}"
     measured: dict[str, dict[str, Any]] = {}
     for name, predictor in systems.items():
         predictions = _predictions(name, predictor, examples, task, source)
-        predicted = label_indices([prediction.answer for prediction in predictions], labels)
-        correct = (predicted == gold).astype(np.int64)
         not_measured: dict[str, str] = {}
+        if classify:
+            assert gold is not None
+            predicted = label_indices([prediction.answer for prediction in predictions], labels)
+            correct = (predicted == gold).astype(np.int64)
+            core = _system_results(predictions, predicted, gold, labels, indices, target)
+        else:
+            core, correct = _structured_results(name, task, examples, predictions, indices)
+            not_measured["calibration"] = not_measured["selective"] = CLASSIFY_ONLY
         robustness = None
-        if perturbations and isinstance(predictor, PredictionsFile):
+        if perturbations and not classify:
+            not_measured["robustness"] = CLASSIFY_ONLY
+        elif perturbations and isinstance(predictor, PredictionsFile):
             not_measured["robustness"] = FILE_CANNOT_PREDICT
         elif perturbations:
+            assert gold is not None
             robustness = measure_perturbations(
                 [example.text for example in examples],
                 predicted,
@@ -139,9 +152,9 @@ def evaluate(
             reproducibility_results = reproducibility([predictions[i] for i in timed], again)
         measured[name] = {
             "description": predictor.describe(),
-            **_system_results(predictions, predicted, gold, labels, indices, target),
+            **core,
             "slices": _slice_results(examples, correct, indices, slices),
-            "most_confident_errors": _most_confident_errors(examples, predictions, predicted, gold),
+            "most_confident_errors": _most_confident_errors(examples, predictions, correct, task),
             "robustness": robustness,
             "efficiency": efficiency_results,
             "reproducibility": reproducibility_results,
@@ -360,33 +373,68 @@ def _selective(
 
 
 def _most_confident_errors(
-    examples: Sequence[Example],
-    predictions: Sequence[Prediction],
-    predicted: np.ndarray,
-    gold: np.ndarray,
+    examples: Sequence[Example], predictions: Sequence[Prediction], correct: np.ndarray, task: Task
 ) -> list[dict[str, Any]]:
     """The wrong answers given with the highest confidence (test order among ties; without
-    probabilities, the first wrong answers in test order)."""
-    wrong = np.flatnonzero(predicted != gold)
-    confidence = np.array(
-        [
-            predictions[i].probs[predictions[i].answer] if predictions[i].probs else 0.0  # type: ignore[index]
-            for i in wrong
-        ]
-    )
-    order = wrong[np.argsort(-confidence, kind="stable")][:ERRORS_SHOWN]
+    probabilities, and for multilabel and span tasks, the first wrong answers in test order)."""
+    wrong = np.flatnonzero(correct == 0)
+
+    def confidence(i: int) -> float | None:
+        probs = predictions[i].probs
+        return probs[predictions[i].answer] if probs and task.kind == "classify" else None  # type: ignore[index]
+
+    shown = np.array([confidence(i) or 0.0 for i in wrong])
+    order = wrong[np.argsort(-shown, kind="stable")][:ERRORS_SHOWN]
     return [
         {
             "id": examples[i].id,
             "text": examples[i].text,
-            "gold": examples[i].gold,
-            "predicted": predictions[i].answer,
-            "confidence": predictions[i].probs[predictions[i].answer]  # type: ignore[index]
-            if predictions[i].probs
-            else None,
+            "gold": answer_to_json(examples[i].gold, task.kind),  # type: ignore[arg-type]
+            "predicted": _with_span_texts(
+                answer_to_json(predictions[i].answer, task.kind), examples[i].text
+            ),
+            "confidence": confidence(i),
         }
         for i in order
     ]
+
+
+def _with_span_texts(answer: Any, text: str) -> Any:
+    """Predicted spans (JSON) with the text they cover, where a predictions file left it out."""
+    if isinstance(answer, list) and answer and isinstance(answer[0], dict):
+        return [{**span, "text": text[span["start"] : span["end"]]} for span in answer]
+    return answer
+
+
+def _structured_results(
+    name: str,
+    task: Task,
+    examples: Sequence[Example],
+    predictions: Sequence[Prediction],
+    indices: np.ndarray,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The metrics of a multilabel or span system (see :mod:`stillhouse.evaluate.structured`)."""
+    gold = [example.gold for example in examples]
+    answers = [prediction.answer for prediction in predictions]
+    if task.kind == "multilabel":
+        core, correct = multilabel_results(gold, answers, task.label_names, indices, CONFIDENCE)  # type: ignore[arg-type]
+    else:
+        for example, answer in zip(examples, answers, strict=True):
+            for span in answer:  # type: ignore[union-attr]
+                if span.end > len(example.text):  # type: ignore[union-attr]
+                    raise fail(
+                        Errors.E537,
+                        name=name,
+                        id=example.id,
+                        start=span.start,  # type: ignore[union-attr]
+                        end=span.end,  # type: ignore[union-attr]
+                        label=span.label,  # type: ignore[union-attr]
+                        length=len(example.text),
+                    )
+        core, correct = span_results(gold, answers, indices, CONFIDENCE)  # type: ignore[arg-type]
+    has_probabilities = predictions[0].probs is not None
+    extra = {"calibration": None, "selective": None, "confusion_matrix": None}
+    return {"has_probabilities": has_probabilities, **core, **extra}, correct
 
 
 def _slice_results(
