@@ -9,8 +9,9 @@ Measured on a bounded, seeded sample of the test texts (``EfficiencySettings.sam
 3. **Throughput**: the sample predicted in batches of each size in ``batch_sizes`` (sizes
    larger than the sample are skipped; batch size 1 reuses step 2); items per second, and the
    best batch size.
-4. **Peak memory**: during step 3, a thread reads the process's resident set size (psutil)
-   every 5 ms; reported is the peak minus the RSS just before step 3, in bytes. RSS sees memory
+4. **Peak memory**: during steps 2 and 3, a thread reads the process's resident set size
+   (psutil) every 5 ms (a call of some microseconds: it barely touches the timings); reported
+   is the peak minus the RSS just before step 2, in bytes. RSS sees memory
    allocated by native code (llama.cpp, onnxruntime, torch), which ``tracemalloc`` would not;
    it is coarse (pages, a 5 ms sampling period) and 0 when nothing new was allocated.
 5. **Size and parameters** from the predictor's ``describe()``: ``size_bytes`` (else the size of
@@ -68,14 +69,14 @@ def measure_efficiency(
     for text in texts[: settings.warmup]:
         predictor.predict([text])
     latencies, predictions = [], []
-    for text in texts:
-        started = time.perf_counter()
-        (prediction,) = predictor.predict([text])
-        latencies.append((time.perf_counter() - started) * 1000)
-        predictions.append(prediction)
-    latency = np.array(latencies)
-    throughput = {1: len(texts) / (latency.sum() / 1000)} if latency.sum() > 0 else {}
     with PeakMemory() as memory:
+        for text in texts:
+            started = time.perf_counter()
+            (prediction,) = predictor.predict([text])
+            latencies.append((time.perf_counter() - started) * 1000)
+            predictions.append(prediction)
+        latency = np.array(latencies)
+        throughput = {1: len(texts) / (latency.sum() / 1000)} if latency.sum() > 0 else {}
         for size in settings.batch_sizes:
             if size == 1 or size > len(texts):
                 continue
@@ -100,8 +101,8 @@ def measure_efficiency(
             "by_batch_size": {str(size): rate for size, rate in throughput.items()},
         },
         "peak_memory_bytes": memory.peak_delta,
-        "memory_method": "peak RSS (psutil, sampled every 5 ms) during the throughput runs "
-        "minus RSS before them",
+        "memory_method": "peak RSS (psutil, sampled every 5 ms) during the timed runs "
+        "minus RSS before them (after warm-up)",
         "size_bytes": size_on_disk(description),
         "parameters": _whole_number(description.get("parameters")),
         "tokens_per_item": _tokens(predictions),
