@@ -8,9 +8,11 @@ firefox), so the page is checked by parsing, not by rendering."""
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +20,11 @@ from banking_system import (
     TfidfSystem,
     require_banking,
     sample_test_rows,
+    trained_pipeline,
     write_banking_task,
     write_rows_jsonl,
 )
+from scipy.special import log_softmax, softmax
 
 from stillhouse.evaluate.charts import pareto_front
 from stillhouse.evaluate.efficiency import EfficiencySettings
@@ -276,3 +280,49 @@ def test_risk_coverage_reference(results: Results) -> None:
     curve = risk_coverage_curve(confidence, correct)
     assert curve.coverages.tolist() == [0.25, 0.75, 1.0]
     assert curve.risks.tolist() == pytest.approx([0.0, 1 / 3, 0.5])
+
+
+def test_temperature_scaling_is_fitted_on_30_percent_and_scored_on_the_rest(
+    results: Results,
+) -> None:
+    labels = results.task["labels"]
+    rows = [json.loads(line) for line in Path(results.data["path"]).read_text().splitlines()]
+    gold = np.array([labels.index(row["category"]) for row in rows])
+    model = trained_pipeline()  # the tfidf system's model: its probabilities again
+    columns = [list(model.classes_).index(label) for label in labels]
+    probs = model.predict_proba([row["text"] for row in rows])[:, columns]
+    predicted = probs.argmax(axis=1)
+    scaling = results.systems["tfidf"]["calibration"]["temperature_scaling"]
+    n = len(rows)
+    assert (scaling["calibration_items"], scaling["evaluation_items"]) == (75, n - 75)
+    # the documented split: the first 30% of default_rng(seed).permutation(n) calibrate
+    order = np.random.default_rng(results.settings["seed"]).permutation(n)
+    fit, held = order[:75], order[75:]
+    log_probs = np.log(np.clip(probs, np.finfo(float).eps, 1))
+
+    def nll(items: np.ndarray, temperature: float) -> float:
+        scaled = log_softmax(log_probs[items] / temperature, axis=1)
+        return float(-scaled[np.arange(len(items)), gold[items]].mean())
+
+    t = scaling["temperature"]
+    assert nll(fit, t) <= min(nll(fit, t * 0.97), nll(fit, t * 1.03))  # the NLL minimum
+    assert scaling["nll_after"] == pytest.approx(nll(held, t))
+    assert scaling["nll_before"] == pytest.approx(nll(held, 1.0))
+
+    def ece_equal_mass(confidence: np.ndarray, right: np.ndarray) -> float:
+        chunks = np.array_split(np.argsort(confidence, kind="stable"), 10)
+        return sum(
+            len(c) / len(confidence) * abs(right[c].mean() - confidence[c].mean()) for c in chunks
+        )
+
+    right = (predicted[held] == gold[held]).astype(float)
+    scaled = softmax(log_probs[held] / t, axis=1)
+    rows_held = np.arange(len(held))
+    assert scaling["ece_before"] == pytest.approx(
+        ece_equal_mass(probs[held, predicted[held]], right)
+    )
+    assert scaling["ece_after"] == pytest.approx(
+        ece_equal_mass(scaled[rows_held, predicted[held]], right)
+    )
+    assert scaling["ece_after"] < scaling["ece_before"]  # this model is underconfident
+    assert results.systems["plain"]["calibration"] is None

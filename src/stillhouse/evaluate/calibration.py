@@ -142,6 +142,52 @@ def fit_temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
     return float(math.exp(result.x))
 
 
+def held_out_temperature_scaling(
+    probs: np.ndarray,
+    y_index: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    seed: int = 0,
+    calibration_share: float = 0.3,
+    bins: int = 10,
+    minimum: int = 20,
+) -> dict[str, float | int] | None:
+    """ECE and NLL before and after temperature scaling, on items the temperature never saw.
+
+    The items are split by ``np.random.default_rng(seed).permutation(n)``: the first
+    ``round(calibration_share · n)`` fit the temperature (:func:`fit_temperature` on the log
+    probabilities), the rest are scored with the original and the rescaled probabilities.
+    ``predicted``: shape (n,), the column of each item's answer (confidence is its probability;
+    a temperature never changes which label is largest). None when either part would hold
+    fewer than ``minimum`` items.
+    """
+    probs, y_index = _check_scores(probs, y_index)
+    n = len(y_index)
+    fit_size = round(calibration_share * n)
+    if fit_size < minimum or n - fit_size < minimum:
+        return None
+    order = np.random.default_rng(seed).permutation(n)
+    fit_part, held = order[:fit_size], order[fit_size:]
+    log_probs = np.log(np.clip(probs, np.finfo(float).eps, 1.0))
+    temperature = fit_temperature(log_probs[fit_part], y_index[fit_part])
+    scaled = apply_temperature(log_probs[held], temperature)
+    rows = np.arange(len(held))
+    correct = (predicted[held] == y_index[held]).astype(float)
+    return {
+        "temperature": temperature,
+        "calibration_items": int(fit_size),
+        "evaluation_items": len(held),
+        "ece_before": expected_calibration_error(
+            probs[held, predicted[held]], correct, bins, scheme="mass"
+        ),
+        "ece_after": expected_calibration_error(
+            scaled[rows, predicted[held]], correct, bins, scheme="mass"
+        ),
+        "nll_before": negative_log_likelihood(probs[held], y_index[held]),
+        "nll_after": negative_log_likelihood(scaled, y_index[held]),
+    }
+
+
 def _width_bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
     """Bin of each confidence among ``bins`` equal-width bins [low, high); 1.0 goes in the last."""
     return np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)

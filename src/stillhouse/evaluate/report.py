@@ -213,11 +213,19 @@ def _calibration(results: Results, colors: dict[str, str]) -> str:
                 _number(calibration["ece_10_equal_width"]),
                 _number(calibration["brier"]),
                 _number(calibration["nll"]),
+                _temperature(calibration.get("temperature_scaling")),
             ]
         )
     if not rows:
         return _not_measured("no system gave per-label probabilities")
-    header = ("system", "ECE (10 equal-mass)", "ECE (10 equal-width)", "Brier", "NLL (nats)")
+    header = (
+        "system",
+        "ECE (10 equal-mass)",
+        "ECE (10 equal-width)",
+        "Brier",
+        "NLL (nats)",
+        "ECE before → after temperature scaling (held-out 70%)",
+    )
     return (
         _table(header, rows)
         + "<p class=muted>Bars: accuracy per confidence bin; dots: mean confidence in the bin; "
@@ -556,6 +564,15 @@ def _reproduced(repeated: dict[str, Any] | None) -> str:
     if repeated["identical_probabilities"] is not None:
         text += f", {repeated['identical_probabilities']:.0%} probabilities (±1e-6)"
     return text
+
+
+def _temperature(scaling: dict[str, Any] | None) -> str:
+    if not scaling:
+        return "<span class=muted>too few items</span>"
+    return (
+        f"{_number(scaling['ece_before'])} → {_number(scaling['ece_after'])} "
+        f"<span class=ci>T = {scaling['temperature']:.2f}, fitted on {scaling['calibration_items']}</span>"
+    )
 
 
 def _answer(answer: Any) -> str:

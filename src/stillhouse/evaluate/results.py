@@ -28,7 +28,10 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
   - ``confusion_matrix``: counts, rows gold, columns predicted, both in ``task.labels`` order.
   - ``calibration`` (null without probabilities): ``ece_10_equal_mass`` (HELM's ece_10_bin),
     ``ece_10_equal_width``, ``brier`` (multiclass sum over labels, in [0, 2]), ``nll`` (mean
-    negative natural-log likelihood of the gold label, nats), ``reliability_bins`` (10 equal-width
+    negative natural-log likelihood of the gold label, nats), ``temperature_scaling`` (null
+    below 20 items per part: ``temperature`` fitted on a seeded 30% of the items,
+    ``calibration_items``, ``evaluation_items`` and, on the other 70%, ``ece_before`` /
+    ``ece_after`` (equal-mass) and ``nll_before`` / ``nll_after``), ``reliability_bins`` (10 equal-width
     bins, empty ones left out: ``low``, ``high``, ``mean_confidence``, ``accuracy``, ``count``).
     Confidence is the probability the system gave its own answer.
   - ``selective`` (null without probabilities): ``risk_coverage`` (the curve for plots, at most

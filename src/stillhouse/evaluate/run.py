@@ -35,6 +35,7 @@ from stillhouse.evaluate.bootstrap import (
 from stillhouse.evaluate.calibration import (
     brier_score,
     expected_calibration_error,
+    held_out_temperature_scaling,
     negative_log_likelihood,
     reliability_bins,
 )
@@ -121,7 +122,7 @@ def evaluate(
             assert gold is not None
             predicted = label_indices([prediction.answer for prediction in predictions], labels)
             correct = (predicted == gold).astype(np.int64)
-            core = _system_results(predictions, predicted, gold, labels, indices, target)
+            core = _system_results(predictions, predicted, gold, labels, indices, target, seed)
         else:
             core, correct = _structured_results(name, task, examples, predictions, indices)
             not_measured["calibration"] = not_measured["selective"] = CLASSIFY_ONLY
@@ -284,6 +285,7 @@ def _system_results(
     labels: list[str],
     indices: np.ndarray,
     target: float,
+    seed: int,
 ) -> dict[str, Any]:
     """Metrics with intervals, per-label scores, confusion, calibration, selective prediction.
 
@@ -316,13 +318,18 @@ def _system_results(
     if has_probabilities:
         probs = np.array([[p.probs[label] for label in labels] for p in predictions])  # type: ignore[index]
         confidence = probs[np.arange(len(predicted)), predicted]
-        results["calibration"] = _calibration(probs, confidence, correct, gold)
+        results["calibration"] = _calibration(probs, confidence, correct, gold, predicted, seed)
         results["selective"] = _selective(confidence, correct, indices, target)
     return results
 
 
 def _calibration(
-    probs: np.ndarray, confidence: np.ndarray, correct: np.ndarray, gold: np.ndarray
+    probs: np.ndarray,
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    gold: np.ndarray,
+    predicted: np.ndarray,
+    seed: int,
 ) -> dict[str, Any]:
     return {
         "ece_10_equal_mass": expected_calibration_error(
@@ -333,6 +340,9 @@ def _calibration(
         ),
         "brier": brier_score(probs, gold),
         "nll": negative_log_likelihood(probs, gold),
+        "temperature_scaling": held_out_temperature_scaling(
+            probs, gold, predicted, seed=seed, bins=CALIBRATION_BINS
+        ),
         "reliability_bins": [
             dict(b._asdict()) for b in reliability_bins(confidence, correct, CALIBRATION_BINS)
         ],
