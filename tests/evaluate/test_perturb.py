@@ -141,6 +141,7 @@ def test_mild_mix_is_lowercase_contractions_misspellings_and_spaces(texts: list[
     assert words_changed > 50
 
 
+@pytest.mark.slow  # the first use loads spaCy's English pipeline (several seconds)
 @pytest.mark.parametrize(
     ("text", "swapped"),
     [
@@ -157,6 +158,7 @@ def test_gender_swap(text: str, swapped: str) -> None:
     assert perturb([text], "gender") == [swapped]
 
 
+@pytest.mark.slow
 def test_gender_swap_changes_exactly_the_texts_with_gendered_words(texts: list[str]) -> None:
     words = [*GENDERED_TERMS, *GENDERED_TERMS.values(), "his", "hers", "ms", "madam", "lady"]
     pattern = re.compile(r"\b(" + "|".join(words) + r")\b", re.IGNORECASE)

@@ -23,6 +23,8 @@ from stillhouse.gate import gate
 from stillhouse.predictors import PredictionsFile
 from stillhouse.task import Task, load_task
 
+pytestmark = pytest.mark.slow  # the gender perturbation loads spaCy's English pipeline
+
 PERTURBATIONS = ("lowercase", "typos", "mild_mix", "punctuation", "gender", "names")
 ROBUSTNESS = ("lowercase", "typos", "mild_mix", "punctuation")
 
