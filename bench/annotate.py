@@ -79,13 +79,11 @@ def prompt_speed(backend, tokens: int = 512, repeats: int = 3) -> float:
     ids = backend._tokenize(text)[:tokens]
     best = 0.0
     for _ in range(repeats):
-        backend._lib.llama_memory_clear(backend._memory, True)
-        backend._cached = []
+        backend.llm.reset()
         started = time.perf_counter()
-        backend._decode_sequence(ids, 0)
+        backend.llm.eval(ids)  # llama-cpp-python's own context: 512-token micro-batches
         best = max(best, len(ids) / (time.perf_counter() - started))
-    backend._lib.llama_memory_clear(backend._memory, True)
-    backend._cached = []
+    backend.llm.reset()
     return best
 
 

@@ -21,7 +21,7 @@ from stillhouse.data.records import Annotation, Example, answer_from_json, answe
 from stillhouse.data.store import Store
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.intervals import wilson_interval
-from stillhouse.llm.answer import METHODS, LLMAnswer, Method, answer, content_free_probs
+from stillhouse.llm.answer import METHODS, LLMAnswer, Method, answer_many, content_free_probs
 from stillhouse.llm.backend import Backend, BackendSettings, open_backend
 from stillhouse.llm.prompts import PROMPT_VERSION, ChatPrompt, build_prompt, prompt_fingerprint
 from stillhouse.provenance import json_sha256
@@ -212,9 +212,24 @@ def _run(
                 texts.append(text)
             keys = [_cache_key(backend, p, task, method) for p in prompts]
             cached = store.cache_get_many(keys) if use_cache else {}
+            missing = [i for i, key in enumerate(keys) if key not in cached]
+            computed = dict(
+                zip(
+                    missing,
+                    answer_many(
+                        backend,
+                        task,
+                        [prompts[i] for i in missing],
+                        [texts[i] for i in missing],
+                        method,
+                        prior,
+                    ),
+                    strict=True,
+                )
+            )
             annotations, fresh = [], []
-            for example, prompt, text, key, cut in zip(
-                batch, prompts, texts, keys, cut_flags, strict=True
+            for position, (example, key, cut) in enumerate(
+                zip(batch, keys, cut_flags, strict=True)
             ):
                 if key in cached:
                     hits += 1
@@ -227,7 +242,7 @@ def _run(
                         value["info"],
                     )
                 else:
-                    result = answer(backend, task, prompt, text, method, prior)
+                    result = computed[position]
                     fresh.append(
                         (
                             key,

@@ -77,6 +77,7 @@ def reference_model(backend: LlamaCppBackend) -> Iterator[llama_cpp.Llama]:
         n_threads=2,
         n_threads_batch=2,
         flash_attn=True,
+        n_ubatch=63,  # as the scoring context: the attention kernel changes from 64 tokens on
         verbose=False,
     )
     yield model
@@ -172,21 +173,70 @@ def test_scores_do_not_depend_on_what_was_scored_before(backend: LlamaCppBackend
     np.testing.assert_array_equal(again_after_other_fixed, before)
 
 
-def test_labels_split_into_several_sequence_groups_score_the_same(
+def test_texts_scored_together_score_exactly_as_one_at_a_time(
+    backend: LlamaCppBackend,
+) -> None:
+    prompts = [build_prompt(BANKING, text) for text in BANKING_TEXTS]
+    one_at_a_time = [backend.score_labels(p, BANKING.label_names) for p in prompts]
+
+    together = backend.score_labels_many(prompts, BANKING.label_names)
+    reversed_order = backend.score_labels_many(prompts[::-1], BANKING.label_names)[::-1]
+
+    for single, batched, other_order in zip(one_at_a_time, together, reversed_order, strict=True):
+        np.testing.assert_array_equal(batched, single)
+        np.testing.assert_array_equal(other_order, single)
+
+
+def test_prompts_with_other_fixed_parts_in_one_call_are_each_scored_on_their_own(
+    backend: LlamaCppBackend,
+) -> None:
+    banking = build_prompt(BANKING, BANKING_TEXTS[0])
+    sentiment = build_prompt(SENTIMENT, "Terrible service, never again.")
+    labels = ["positive", "negative"]
+
+    mixed = backend.score_labels_many([sentiment, banking, sentiment], labels)
+
+    np.testing.assert_array_equal(mixed[1], backend.score_labels(banking, labels))
+    np.testing.assert_array_equal(mixed[0], backend.score_labels(sentiment, labels))
+    np.testing.assert_array_equal(mixed[2], mixed[0])
+
+
+def test_few_free_sequences_make_branches_wait_without_changing_scores(
     backend: LlamaCppBackend, reference_model: llama_cpp.Llama
 ) -> None:
-    prompt = build_prompt(BANKING, BANKING_TEXTS[2])
-    expected = reference_scores(backend, reference_model, prompt, BANKING.label_names)
+    prompts = [build_prompt(BANKING, text) for text in BANKING_TEXTS[:3]]
+    expected = [backend.score_labels(p, BANKING.label_names) for p in prompts]
     n_seq_max = backend._n_seq_max
-    backend._n_seq_max = 3  # two labels per group: three groups over one cached prefix
+    backend._n_seq_max = 4  # the fixed part, a keeper, two free: texts and branches must queue
     try:
-        assert len(backend._groups([[1]] * len(BANKING.label_names), False)) == 3
-        grouped = backend.score_labels(prompt, BANKING.label_names)
+        squeezed = backend.score_labels_many(prompts, BANKING.label_names)
     finally:
         backend._n_seq_max = n_seq_max
 
-    assert np.abs(grouped - expected).max() < 0.05, (grouped, expected)
-    np.testing.assert_array_equal(backend.score_labels(prompt, BANKING.label_names), grouped)
+    for got, want in zip(squeezed, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    reference = reference_scores(backend, reference_model, prompts[0], BANKING.label_names)
+    assert np.abs(squeezed[0] - reference).max() < 0.05
+
+
+def test_a_cache_too_small_for_all_texts_at_once_is_refilled_between_them(
+    backend: LlamaCppBackend,
+) -> None:
+    prompts = [build_prompt(BANKING, text) for text in BANKING_TEXTS]
+    expected = [backend.score_labels(p, BANKING.label_names) for p in prompts]
+    fixed, variable = backend.prompt_tokens(prompts[0])
+    per_text = len(variable) + 20  # the text and its decodable label-trie nodes, roughly
+    small = open_backend(
+        MODEL,
+        BackendSettings(threads=2, n_ctx=len(fixed) + 2 * per_text, score_tolerance=0.0),
+    )
+    try:
+        refilled = small.score_labels_many(prompts, BANKING.label_names)
+    finally:
+        small.close()
+
+    for got, want in zip(refilled, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def _probabilities_and_work(
@@ -239,11 +289,15 @@ def test_yes_no_gives_one_probability_per_label(backend: LlamaCppBackend) -> Non
         labels={"food": "Mentions food.", "service": "Mentions staff.", "price": "Mentions cost."},
     )
     prompt = build_prompt(task, "The soup was cold and the waiter rude.")
+    other = build_prompt(task, "Cheap and cheerful, the chef knows his trade.")
 
     probs = backend.score_yes_no(prompt, task.label_names)
+    together = backend.score_yes_no_many([other, prompt], task.label_names)
 
     assert probs.shape == (3,)
     assert np.all((probs > 0) & (probs < 1))
+    np.testing.assert_array_equal(together[1], probs)
+    np.testing.assert_array_equal(together[0], backend.score_yes_no(other, task.label_names))
 
 
 def test_generation_restricted_to_choices_returns_one_of_them(backend: LlamaCppBackend) -> None:

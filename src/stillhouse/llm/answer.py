@@ -48,10 +48,8 @@ def softmax(log_likelihoods: np.ndarray) -> np.ndarray:
 
 def content_free_probs(backend: Backend, task: Task) -> np.ndarray:
     """Mean label probabilities for content-free texts: the model's prior under this prompt."""
-    rows = [
-        softmax(backend.score_labels(build_prompt(task, text), task.label_names))
-        for text in CONTENT_FREE_TEXTS
-    ]
+    prompts = [build_prompt(task, text) for text in CONTENT_FREE_TEXTS]
+    rows = [softmax(scores) for scores in backend.score_labels_many(prompts, task.label_names)]
     return np.mean(rows, axis=0)
 
 
@@ -84,19 +82,24 @@ def parse_label(reply: str, labels: Sequence[str]) -> str | None:
     return found[0][1]
 
 
+def scored_answer(labels: Sequence[str], scores: np.ndarray, prior: np.ndarray | None) -> LLMAnswer:
+    """The answer from label scores: softmax, then contextual calibration when ``prior``."""
+    probs = softmax(scores)
+    info: dict[str, Any] = {}
+    if prior is not None:
+        info["uncalibrated_top"] = labels[int(np.argmax(probs))]
+        probs = calibrate(probs, prior)
+    return LLMAnswer(
+        labels[int(np.argmax(probs))], dict(zip(labels, probs.tolist(), strict=True)), info
+    )
+
+
 def answer_classify(
     backend: Backend, task: Task, prompt: ChatPrompt, method: Method, prior: np.ndarray | None
 ) -> LLMAnswer:
     labels = task.label_names
     if method == "score":
-        probs = softmax(backend.score_labels(prompt, labels))
-        info: dict[str, Any] = {}
-        if prior is not None:
-            info["uncalibrated_top"] = labels[int(np.argmax(probs))]
-            probs = calibrate(probs, prior)
-        return LLMAnswer(
-            labels[int(np.argmax(probs))], dict(zip(labels, probs.tolist(), strict=True)), info
-        )
+        return scored_answer(labels, backend.score_labels(prompt, labels), prior)
     generation = backend.generate(
         prompt,
         choices=labels if method == "constrained" else None,
@@ -106,6 +109,16 @@ def answer_classify(
     if generation.logprob is not None:
         info["reply_logprob"] = generation.logprob
     return LLMAnswer(parse_label(generation.text, labels), None, info)
+
+
+def yes_no_answer(labels: Sequence[str], p_yes: np.ndarray) -> LLMAnswer:
+    """The multilabel answer from each label's P(yes)."""
+    chosen = tuple(
+        label for label, p in zip(labels, p_yes, strict=True) if p >= MULTILABEL_THRESHOLD
+    )
+    return LLMAnswer(
+        chosen, dict(zip(labels, p_yes.tolist(), strict=True)), {"threshold": MULTILABEL_THRESHOLD}
+    )
 
 
 def answer_multilabel(backend: Backend, task: Task, prompt: ChatPrompt) -> LLMAnswer:
@@ -126,13 +139,7 @@ def answer_multilabel(backend: Backend, task: Task, prompt: ChatPrompt) -> LLMAn
         except (ValueError, AttributeError):
             return LLMAnswer(None, None, {"reply": generation.text[:200]})
         return LLMAnswer(tuple(dict.fromkeys(chosen)), None, {"reply": generation.text[:200]})
-    p_yes = backend.score_yes_no(prompt, labels)
-    chosen = tuple(
-        label for label, p in zip(labels, p_yes, strict=True) if p >= MULTILABEL_THRESHOLD
-    )
-    return LLMAnswer(
-        chosen, dict(zip(labels, p_yes.tolist(), strict=True)), {"threshold": MULTILABEL_THRESHOLD}
-    )
+    return yes_no_answer(labels, backend.score_yes_no(prompt, labels))
 
 
 def locate_spans(
@@ -196,3 +203,26 @@ def answer(
     if task.kind == "multilabel":
         return answer_multilabel(backend, task, prompt)
     return answer_spans(backend, task, prompt, text)
+
+
+def answer_many(
+    backend: Backend,
+    task: Task,
+    prompts: Sequence[ChatPrompt],
+    texts: Sequence[str],
+    method: Method = "score",
+    prior: np.ndarray | None = None,
+) -> list[LLMAnswer]:
+    """:func:`answer` for many prompts; label scoring batches them across texts."""
+    labels = task.label_names
+    if backend.can_score and task.kind == "classify" and method == "score":
+        return [
+            scored_answer(labels, scores, prior)
+            for scores in backend.score_labels_many(prompts, labels)
+        ]
+    if backend.can_score and task.kind == "multilabel":
+        return [yes_no_answer(labels, p) for p in backend.score_yes_no_many(prompts, labels)]
+    return [
+        answer(backend, task, prompt, text, method, prior)
+        for prompt, text in zip(prompts, texts, strict=True)
+    ]

@@ -64,9 +64,21 @@ class Backend(Protocol):
         shape ``(len(labels),)``."""
         ...
 
+    def score_labels_many(
+        self, prompts: Sequence[ChatPrompt], labels: Sequence[str]
+    ) -> list[np.ndarray]:
+        """:meth:`score_labels` for many prompts at once (batched where the runtime can)."""
+        ...
+
     def score_yes_no(self, prompt: ChatPrompt, labels: Sequence[str]) -> np.ndarray:
         """For each label, P(yes) / (P(yes) + P(no)) after the assistant writes ``"<label>:"``,
         shape ``(len(labels),)``."""
+        ...
+
+    def score_yes_no_many(
+        self, prompts: Sequence[ChatPrompt], labels: Sequence[str]
+    ) -> list[np.ndarray]:
+        """:meth:`score_yes_no` for many prompts at once."""
         ...
 
     def generate(

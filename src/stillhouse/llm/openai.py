@@ -121,7 +121,19 @@ class OpenAIBackend:
         """Not available: the chat API does not give the likelihood of a chosen reply."""
         raise fail(Errors.E310, runtime=self.name)
 
+    def score_labels_many(
+        self, prompts: Sequence[ChatPrompt], labels: Sequence[str]
+    ) -> list[np.ndarray]:
+        """Not available, as :meth:`score_labels`."""
+        raise fail(Errors.E310, runtime=self.name)
+
     def score_yes_no(self, prompt: ChatPrompt, labels: Sequence[str]) -> np.ndarray:
+        """Not available, as :meth:`score_labels`."""
+        raise fail(Errors.E310, runtime=self.name)
+
+    def score_yes_no_many(
+        self, prompts: Sequence[ChatPrompt], labels: Sequence[str]
+    ) -> list[np.ndarray]:
         """Not available, as :meth:`score_labels`."""
         raise fail(Errors.E310, runtime=self.name)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from stillhouse.data.records import Prediction
-from stillhouse.llm.answer import answer, content_free_probs
+from stillhouse.llm.answer import answer_many, content_free_probs
 from stillhouse.llm.backend import Backend, BackendSettings, open_backend
 from stillhouse.llm.prompts import build_prompt
 from stillhouse.task import Task
@@ -33,16 +33,21 @@ class LLMPredictor:
         )
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Predictions in batches of ``[llm].batch_size`` texts (label scoring decodes each batch
+        together); each prediction's latency is its batch's time shared equally."""
         predictions = []
-        for text in texts:
+        size = self.task.llm.batch_size
+        for start in range(0, len(texts), size):
             started = time.perf_counter()
-            cut, _ = self.backend.truncate(text, self.task.llm.max_text_tokens)
-            result = answer(
-                self.backend, self.task, build_prompt(self.task, cut), cut, self.method, self._prior
-            )  # type: ignore[arg-type]
-            latency_ms = (time.perf_counter() - started) * 1000
-            predictions.append(
-                Prediction(result.answer or "", result.probs, latency_ms, result.info)
+            cuts = [
+                self.backend.truncate(text, self.task.llm.max_text_tokens)[0]
+                for text in texts[start : start + size]
+            ]
+            prompts = [build_prompt(self.task, cut) for cut in cuts]
+            results = answer_many(self.backend, self.task, prompts, cuts, self.method, self._prior)  # type: ignore[arg-type]
+            latency_ms = (time.perf_counter() - started) * 1000 / len(cuts)
+            predictions.extend(
+                Prediction(r.answer or "", r.probs, latency_ms, r.info) for r in results
             )
         return predictions
 
