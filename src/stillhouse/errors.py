@@ -57,7 +57,8 @@ class Errors:
     E307 = "OpenAI-compatible server at {url}: {detail}"
     E308 = "Environment variable {name} (API key for {url}) is not set."
     E312 = "llama.cpp failed to decode a batch of {tokens} tokens with {path} (status {status}); try a smaller [llm].n_ctx or fewer labels."
-    E309 = "A prompt with its longest label needs {needed} tokens but the context holds {n_ctx}; raise [llm].n_ctx or shorten the instructions and examples."
+    E313 = "Label scoring needs up to {branches} label-trie branches open at once but llama.cpp offers {limit} sequences; shorten or merge label names, or use --method constrained."
+    E309 = "A prompt with its label continuations needs {needed} cache cells but the context holds {n_ctx}; raise [llm].n_ctx or shorten the instructions and examples."
     E310 = (
         "{runtime} backend: label scoring needs token log-likelihoods, which the OpenAI chat API "
         "does not give; use constrained generation (method `constrained`)."
@@ -132,6 +133,21 @@ class Errors:
         "{path} was computed for labels {found}, but task {task} has labels {expected}; "
         "evaluate again with this task."
     )
+    # evaluate: robustness, efficiency, report
+    E534 = "--perturb: unknown perturbation `{name}`; known: {known}."
+    E535 = "{where}: {detail}. For a {kind} task each line is {shape}."
+    E536 = (
+        "{where}: id {id!r}: probabilities {detail}; for a multilabel task `probs` gives every "
+        "task label its own probability in [0, 1] (they need not sum to 1)."
+    )
+    E537 = (
+        "System `{name}`, example {id!r}: span {start}-{end} ({label}) is outside the text, "
+        "which has {length} characters; offsets are characters of the test text, end exclusive."
+    )
+    E538 = (
+        "{path} was computed for a `{found}` task, but task {task} is a `{kind}` task; "
+        "evaluate again with this task."
+    )
     # audit
     E601 = "Unknown check `{name}`; use `all` or a comma-separated list of: {choices}."
     E602 = (
@@ -149,21 +165,6 @@ class Errors:
     E607 = (
         "Task {path} is a `{kind}` task; --annotator and the label checks handle `classify` "
         "tasks only in this version."
-    )
-    # evaluate: robustness, efficiency, report
-    E534 = "--perturb: unknown perturbation `{name}`; known: {known}."
-    E535 = "{where}: {detail}. For a {kind} task each line is {shape}."
-    E536 = (
-        "{where}: id {id!r}: probabilities {detail}; for a multilabel task `probs` gives every "
-        "task label its own probability in [0, 1] (they need not sum to 1)."
-    )
-    E537 = (
-        "System `{name}`, example {id!r}: span {start}-{end} ({label}) is outside the text, "
-        "which has {length} characters; offsets are characters of the test text, end exclusive."
-    )
-    E538 = (
-        "{path} was computed for a `{found}` task, but task {task} is a `{kind}` task; "
-        "evaluate again with this task."
     )
     # train / predict / trained model folders
     E701 = "Unknown recipe `{recipe}`; use one of: {choices}."
