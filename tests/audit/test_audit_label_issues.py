@@ -89,3 +89,14 @@ def test_one_label_only_is_skipped_with_a_reason() -> None:
     examples = [Example(str(i), f"text {i}") for i in range(20)]
     result = check_label_issues(examples, ["a"] * 20, ["a", "b"], embeddings=np.eye(20))
     assert result.check.status == "skipped" and "at least two labels" in result.check.summary
+
+
+def test_neighbour_votes_leave_the_row_itself_out() -> None:
+    from stillhouse.audit.label_issues import neighbour_probabilities
+
+    features = np.array([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0], [0.1, 0.99]])
+    labels = np.array([0, 0, 1, 1, 1])
+    votes = neighbour_probabilities(features, labels, 2, k=2)
+    assert votes[2].tolist() == [1.0, 0.0]  # its neighbours are rows 0 and 1, both class 0
+    assert votes[3].tolist() == [0.0, 1.0]
+    assert np.allclose(votes.sum(axis=1), 1.0)

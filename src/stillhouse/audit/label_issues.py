@@ -1,6 +1,12 @@
-"""Likely label errors: out-of-sample probabilities (K-fold logistic regression on sentence
-embeddings, or the LLM's stored per-label probabilities), then cleanlab's confident learning
-(``cleanlab.filter.find_label_issues``), ranked by cleanlab's label quality score."""
+"""Likely label errors: out-of-sample probabilities (the mean of a K-fold logistic regression and
+a leave-one-out k-nearest-neighbour vote on sentence embeddings, or the LLM's stored per-label
+probabilities), then cleanlab's confident learning (``cleanlab.filter.find_label_issues``),
+ranked by cleanlab's label quality score.
+
+The two estimators err differently (the regression smooths over noisy labels, the neighbour
+vote follows local structure); their mean beat either alone and cleanlab's Datalab default on
+banking77 at every noise level of bench/audit.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stillhouse.audit.neighbours import nearest_neighbours
 from stillhouse.audit.result import CheckResult, share, skipped
 from stillhouse.data.records import Example
 
@@ -17,7 +24,9 @@ NAME, TITLE = "label_issues", "Likely label errors"
 FOLDS = 5
 # Weak regularisation suits unit-length MiniLM embeddings (tuned in bench/audit.py).
 REGULARISATION_C = 10.0
-FILTER_BY = "prune_by_noise_rate"
+NEIGHBOURS = 10
+# Flag a label only when both of cleanlab's pruning rules agree (precision, measured in bench).
+FILTER_BY = "both"
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,26 @@ def out_of_sample_probabilities(
                 features[held_rows]
             )
     return probabilities
+
+
+def neighbour_probabilities(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, *, k: int = NEIGHBOURS
+) -> np.ndarray:
+    """``(n, n_classes)``: the label shares among each row's ``k`` nearest other rows (cosine),
+    so no row votes for itself (as cleanlab's Datalab does from features)."""
+    _, neighbours = nearest_neighbours(features, k)
+    votes = np.zeros((len(labels), n_classes))
+    for column in range(neighbours.shape[1]):
+        np.add.at(votes, (np.arange(len(labels)), labels[neighbours[:, column]]), 1.0)
+    return votes / neighbours.shape[1]
+
+
+def ensemble_probabilities(
+    features: np.ndarray, labels: np.ndarray, n_classes: int, *, folds: int = FOLDS, seed: int = 0
+) -> np.ndarray:
+    """The mean of :func:`out_of_sample_probabilities` and :func:`neighbour_probabilities`."""
+    regression = out_of_sample_probabilities(features, labels, n_classes, folds=folds, seed=seed)
+    return (regression + neighbour_probabilities(features, labels, n_classes)) / 2
 
 
 def find_issues(
@@ -117,7 +146,7 @@ def check_label_issues(
         probs = probabilities[np.ix_(rows, columns)]
     else:
         assert embeddings is not None, "label issues need embeddings or probabilities"
-        probs = out_of_sample_probabilities(embeddings[rows], y, len(present), folds=folds)
+        probs = ensemble_probabilities(embeddings[rows], y, len(present), folds=folds)
     mask, quality = find_issues(y, probs, filter_by=filter_by)
     quality_all[rows] = quality
     suggested = probs.argmax(axis=1)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stillhouse.audit.neighbours import nearest_neighbours
 from stillhouse.audit.result import CheckResult, share, skipped
 from stillhouse.data.records import Example
 
@@ -27,18 +28,8 @@ class Outlier:
 
 def knn_distances(embeddings: np.ndarray, k: int = NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
     """Mean cosine distance of each row to its ``k`` nearest other rows, and the nearest one."""
-    from sklearn.neighbors import NearestNeighbors
-
-    k = min(k, len(embeddings) - 1)
-    index = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(embeddings)
-    distances, neighbours = index.kneighbors(embeddings)
-    # Column 0 is usually the row itself; drop the self match wherever it lands.
-    own = neighbours == np.arange(len(embeddings))[:, None]
-    keep = ~own
-    keep[own.sum(axis=1) == 0, -1] = False
-    others = distances[keep].reshape(len(embeddings), k)
-    nearest = neighbours[keep].reshape(len(embeddings), k)[:, 0]
-    return others.mean(axis=1), nearest
+    distances, neighbours = nearest_neighbours(embeddings, k)
+    return distances.mean(axis=1), neighbours[:, 0]
 
 
 def check_outliers(

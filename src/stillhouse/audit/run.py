@@ -310,7 +310,7 @@ def _label_issues(
     source = (
         f"LLM ({data.llm.annotator})"
         if probabilities is not None and data.llm
-        else "embedding K-fold"
+        else "embedding (K-fold regression + kNN)"
     )
     return label_issues.check_label_issues(
         data.examples,
