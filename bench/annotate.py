@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 # (label in the table, annotate method, label-scoring tolerance)
 VARIANTS = (
-    ("score", "score", 1e-3),
-    ("score, tolerance 0.05", "score", 0.05),
+    ("score (tolerance 0.05, default)", "score", 0.05),
+    ("score, tolerance 0.001", "score", 1e-3),
     ("generate", "generate", None),
     ("constrained", "constrained", None),
 )

@@ -74,7 +74,7 @@ class LLMSettings(_Strict):
     concurrency: int = Field(default=4, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     api_key_env: str = "OPENAI_API_KEY"
-    score_tolerance: float = Field(default=1e-3, ge=0.0, lt=1.0)
+    score_tolerance: float = Field(default=0.05, ge=0.0, lt=1.0)
 
 
 class Task(_Strict):

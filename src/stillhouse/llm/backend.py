@@ -42,7 +42,7 @@ class BackendSettings:
     api_key_env: str = "OPENAI_API_KEY"
     # Label scoring: stop expanding the label trie once the unexpanded labels hold less than
     # this share of the probability mass (0 = score every label exactly).
-    score_tolerance: float = 1e-3
+    score_tolerance: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)
 
 
