@@ -90,3 +90,16 @@ def test_an_annotator_the_store_lacks_is_a_clear_error(workspace) -> None:
     with pytest.raises(StillhouseError) as raised:
         load_audit_data(load_task(task_path), data, annotator="human")
     assert raised.value.code == "E604" and LLM in raised.value.message
+
+
+def test_gold_labels_are_judged_with_the_llm_probabilities_when_the_store_has_them(
+    workspace,
+) -> None:
+    task_path, data, _, _ = workspace
+    settings = AuditSettings(checks=("label_issues",))
+    report = run_audit(load_task(task_path), data, settings=settings, write_queue=False)
+    check = report.checks["label_issues"]
+    assert check.metrics["probabilities"] == f"LLM ({LLM})"
+    assert check.metrics["folds"] is None
+    # The LLM was right on ~75%: its confident disagreements are what cleanlab flags.
+    assert check.count > 0 and all(issue.suggested != issue.given for issue in check.findings)

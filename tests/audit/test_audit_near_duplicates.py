@@ -53,3 +53,22 @@ def test_a_higher_threshold_finds_fewer_pairs() -> None:
     high = check_near_duplicates(examples, [None, None], threshold=min(0.99, similarity + 0.05))
     assert low.count == 1 and high.count == 0
     assert low.findings[0].labels == [None, None] and not low.findings[0].conflicting
+
+
+def test_paraphrases_join_groups_through_embedding_cosine() -> None:
+    from stillhouse.llm.fewshot import embed
+
+    texts = [
+        "How do I top up my card?",
+        "What is the way to add money to my card?",
+        "My card was stolen yesterday.",
+    ]
+    examples = [Example(str(i), text) for i, text in enumerate(texts)]
+    vectors = embed(texts)
+    cosine = float(vectors[0] @ vectors[1])
+    result = check_near_duplicates(
+        examples, ["a", "b", "c"], threshold=0.8, embeddings=vectors, cosine_threshold=cosine - 0.01
+    )
+    assert [group.ids for group in result.findings] == [["0", "1"]]
+    assert result.findings[0].method == "embedding" and result.findings[0].conflicting
+    assert float(vectors[0] @ vectors[2]) < cosine
