@@ -67,10 +67,10 @@ def progress_reporter(description: str) -> Iterator[Callable[[int, int], None]]:
     ) as bar:
         job = bar.add_task(description, total=None, rate="")
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int, note: str = "") -> None:
             elapsed = bar.tasks[0].elapsed or 0.0
             rate = f"{done / elapsed:.2f}/s" if elapsed else ""
-            bar.update(job, completed=done, total=total, rate=rate)
+            bar.update(job, completed=done, total=total, rate=f"{rate} {note}".strip())
 
         yield update
 
@@ -536,10 +536,20 @@ def train(
         ),
     ] = 0.0,
     recipe: Annotated[
-        str, typer.Option(help="linear | encoder (lora-encoder, lora-llm: planned).")
+        str, typer.Option(help="linear | encoder | lora-encoder (lora-llm: planned).")
     ] = "linear",
     quantize: Annotated[
-        str | None, typer.Option(help="encoder: int8 (default, per-channel ONNX) | none (fp32).")
+        str | None,
+        typer.Option(help="encoder, lora-encoder: int8 (default, per-channel ONNX) | none (fp32)."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="lora-encoder: training epochs (default 3).")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="lora-encoder: stop after this many optimizer steps.")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="lora-encoder: stop after this many minutes of training.")
     ] = None,
     min_per_label: Annotated[
         int, typer.Option(help="Refuse labels with fewer training examples.")
@@ -572,8 +582,11 @@ def train(
         quantize=quantize,
         c=c,
         threads=threads,
+        epochs=epochs,
+        max_steps=max_steps,
+        max_minutes=max_minutes,
     )
-    with progress_reporter("embedding") as progress:
+    with progress_reporter("training" if recipe == "lora-encoder" else "embedding") as progress:
         summary = run_train(
             load_task(task),
             out_dir,

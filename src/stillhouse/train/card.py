@@ -54,12 +54,29 @@ def render_readme(card: dict[str, Any]) -> str:
             f"{speed['throughput_per_s']:.0f} texts/s at batch {speed['throughput_batch_size']}; "
             f"{speed['threads']} threads on {speed['cpu']} |"
         )
+    run = card.get("training_run")
+    if run:
+        resumed = (
+            f", resumed from step {run['resumed_from_step']}"
+            if run["resumed_from_step"] is not None
+            else ""
+        )
+        lines.append(
+            f"| training run | {run['steps']} of {run['total_steps']} steps, stopped by "
+            f"{run['stopped']}{resumed}; best held-out state at step {run['best_step']} "
+            f"(step 0 = linear probe) |"
+        )
     lines += [
         f"| training time | {card['train_seconds']:.1f} s |",
         f"| model sha256 | `{card['model_sha256']}` |",
         "",
         "Held-out metrics are those of the model fitted without the held-out split (the temperature "
-        "is fitted on the same split, so ECE after scaling is optimistic); "
+        "is fitted on the same split, so ECE after scaling is optimistic"
+        + (
+            "; the LoRA run also chose its best step on it, so they are optimistic too); "
+            if run
+            else "); "
+        )
         + (
             "the saved model was then refitted on all examples with the same settings."
             if card.get("refit")

@@ -121,7 +121,7 @@ class TrainedModel:
             "size_bytes": self.card.get("size_bytes"),
             "quantization": self.card.get("quantization"),
             "temperature": self.temperature,
-            "runtime": "onnxruntime" if self.card["recipe"] == "encoder" else "numpy/scipy",
+            "runtime": "numpy/scipy" if self.card["recipe"] == "linear" else "onnxruntime",
         }
 
 
@@ -132,6 +132,7 @@ def load_model(
     task's labels in the same order (E723)."""
     from stillhouse.train.encoder import EncoderModel
     from stillhouse.train.linear import LinearModel
+    from stillhouse.train.lora_encoder import LoraEncoderModel
 
     folder = Path(path)
     card = read_card(folder)
@@ -149,6 +150,8 @@ def load_model(
         scorer = LinearModel.load(folder, card["hyper_parameters"])
     elif recipe == "encoder":
         scorer = EncoderModel.load(folder, card["hyper_parameters"], threads)
+    elif recipe == "lora-encoder":
+        scorer = LoraEncoderModel.load(folder, card["hyper_parameters"], threads)
     else:
         raise fail(
             Errors.E721, path=folder, detail=f"its recipe `{recipe}` is not one this version loads"

@@ -1,0 +1,485 @@
+"""Recipe `lora-encoder`: PEFT LoRA fine-tuning of all-MiniLM-L6-v2 for classification.
+
+Model: the MiniLM transformer (``AutoModel`` from the bundled folder) → mean pooling over the
+non-padding tokens → L2 normalisation (the sentence-transformers pipeline, not BERT's CLS
+pooler, which this checkpoint never trained) → a fresh linear head. The head starts as the
+logistic regression of the `encoder` recipe fitted on the frozen embeddings (linear probing
+then fine-tuning, Kumar et al. 2022), so few steps suffice and step 0 is already a good model.
+LoRA adapters (r=8) go on every attention and feed-forward projection; the head trains in full.
+
+Training is bounded (``epochs``, ``max_steps``, ``max_minutes``), uses short sequences
+(``max_length`` 64), evaluates the held-out split at step 0 and after every epoch, keeps the
+best state (held-out accuracy, then loss) and stops early after ``patience`` evaluations
+without improvement. State (adapters, head, optimizer, schedule, random generators, best
+state) is checkpointed atomically into a checkpoint folder beside the output, so a killed
+run started again with the same data and settings resumes where the last checkpoint left it.
+
+The best adapters are merged into the transformer (``merge_and_unload``) and exported to ONNX
+and quantized exactly as the `encoder` recipe's encoder (:mod:`stillhouse.train.export`); the
+folder holds ``encoder.onnx``, ``tokenizer.json`` and ``head.safetensors`` and runs with
+ONNX Runtime and `tokenizers` only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stillhouse.provenance import json_sha256
+from stillhouse.train.export import base_model_path, copy_into, export_onnx, quantize_int8
+from stillhouse.train.head import LinearHead, fit_head, load_arrays, save_arrays
+from stillhouse.train.onnx_encoder import DIMENSION, OnnxSentenceEncoder
+
+FILES = ("encoder.onnx", "tokenizer.json", "head.safetensors")
+STATE_FILE = "state.pt"
+
+Log = Callable[[str], None]
+# called as progress(step, total_steps, note) with the running loss in the note
+Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class LoraEncoderParams:
+    """Hyper-parameters of the lora-encoder recipe (recorded in the card)."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    max_length: int = 64
+    epochs: int = 3
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    patience: int = 2
+    checkpoint_every: int = 50
+    head_c: float = 10.0
+    quantize: str = "int8"
+    pooling: str = "mean"
+
+
+@dataclass
+class RunInfo:
+    """What happened during training (recorded in the card under ``training_run``)."""
+
+    steps: int = 0
+    total_steps: int = 0
+    best_step: int = 0
+    stopped: str = ""
+    resumed_from_step: int | None = None
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    train_minutes: float = 0.0
+
+
+class LoraEncoderModel:
+    """The merged, exported encoder + head; ``logits(texts)`` of shape (n, k)."""
+
+    recipe = "lora-encoder"
+
+    def __init__(
+        self,
+        encoder: OnnxSentenceEncoder,
+        head: LinearHead,
+        params: LoraEncoderParams,
+        onnx_path: Path,
+        tokenizer_path: Path,
+        run_info: RunInfo | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.head = head
+        self.params = params
+        self.run_info = run_info
+        self._onnx_path = onnx_path
+        self._tokenizer_path = tokenizer_path
+        # inference truncates where training did
+        encoder.tokenizer.enable_truncation(max_length=params.max_length)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return self.head.logits(self.encoder.embed(texts, batch_size=32))
+
+    def save(self, folder: Path) -> None:
+        copy_into(self._onnx_path, folder, "encoder.onnx")
+        copy_into(self._tokenizer_path, folder, "tokenizer.json")
+        save_arrays(folder / "head.safetensors", self.head.arrays())
+
+    @classmethod
+    def load(
+        cls, folder: Path, hyper_parameters: dict[str, Any], threads: int | None = None
+    ) -> LoraEncoderModel:
+        params = params_from_json(hyper_parameters)
+        encoder = OnnxSentenceEncoder(folder / "encoder.onnx", folder / "tokenizer.json", threads)
+        head = LinearHead.from_arrays(load_arrays(folder / "head.safetensors"))
+        return cls(encoder, head, params, folder / "encoder.onnx", folder / "tokenizer.json")
+
+
+def params_to_json(params: LoraEncoderParams) -> dict[str, Any]:
+    values = asdict(params)
+    values["target_modules"] = list(params.target_modules)
+    return values
+
+
+def params_from_json(values: dict[str, Any]) -> LoraEncoderParams:
+    return LoraEncoderParams(**(values | {"target_modules": tuple(values["target_modules"])}))
+
+
+def total_steps(params: LoraEncoderParams, train_size: int) -> int:
+    per_epoch = math.ceil(train_size / params.batch_size)
+    steps = params.epochs * per_epoch
+    return min(steps, params.max_steps) if params.max_steps is not None else steps
+
+
+def fit_lora_encoder(
+    texts: Sequence[str],
+    y_index: np.ndarray,
+    weights: np.ndarray,
+    n_labels: int,
+    train_rows: np.ndarray,
+    held_rows: np.ndarray,
+    params: LoraEncoderParams,
+    checkpoints: Path,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    log: Log | None = None,
+    progress: Progress | None = None,
+) -> LoraEncoderModel:
+    """Fine-tune on ``train_rows`` (indices into ``texts``), stop early on ``held_rows``, merge,
+    export and return the model. ``checkpoints``: the folder to resume from and save into (kept
+    until the caller removes it after a complete model folder is written)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    import transformers
+
+    say = log or (lambda message: None)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.manual_seed(seed)
+    source = base_model_path()
+    trainer = _Trainer(texts, y_index, weights, n_labels, params, source, seed)
+    key = json_sha256(
+        {
+            "texts": json_sha256(list(texts)),
+            "labels": y_index.tolist(),
+            "weights": weights.tolist(),
+            "train": train_rows.tolist(),
+            "held": held_rows.tolist(),
+            "params": params_to_json(params),
+            "seed": seed,
+        }
+    )
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    info = trainer.run(train_rows, held_rows, checkpoints, key, say, progress)
+
+    say(f"merging the adapters and exporting to ONNX ({params.quantize})")
+    merged = checkpoints / "merged"
+    shutil.rmtree(merged, ignore_errors=True)
+    trainer.merged_transformer().save_pretrained(str(merged))
+    fp32 = checkpoints / "encoder-fp32.onnx"
+    export_onnx(merged, fp32)
+    onnx_path = fp32
+    if params.quantize == "int8":
+        onnx_path = checkpoints / "encoder-int8.onnx"
+        quantize_int8(fp32, onnx_path)
+    encoder = OnnxSentenceEncoder(onnx_path, source / "tokenizer.json", threads)
+    return LoraEncoderModel(
+        encoder, trainer.head_arrays(), params, onnx_path, source / "tokenizer.json", info
+    )
+
+
+class _Trainer:
+    """The torch side: model, LoRA wrapping, optimizer, loop, checkpoints."""
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        y_index: np.ndarray,
+        weights: np.ndarray,
+        n_labels: int,
+        params: LoraEncoderParams,
+        source: Path,
+        seed: int,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.torch = torch
+        self.texts, self.y_index, self.weights = list(texts), y_index, weights
+        self.n_labels, self.params, self.seed = n_labels, params, seed
+        self.tokenizer = AutoTokenizer.from_pretrained(str(source))
+        # the pooler stays (unused) so the merged folder reloads without missing weights
+        self.transformer = AutoModel.from_pretrained(str(source))
+        self.head = torch.nn.Linear(DIMENSION, n_labels)
+
+    # --- the model -------------------------------------------------------------------------
+    def _batch(self, rows: Sequence[int]) -> dict[str, Any]:
+        return dict(
+            self.tokenizer(
+                [self.texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.params.max_length,
+                return_tensors="pt",
+            )
+        )
+
+    def _embed(self, batch: dict[str, Any]) -> Any:
+        torch = self.torch
+        hidden = self.transformer(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+    def _logits(self, rows: Sequence[int]) -> Any:
+        return self.head(self._embed(self._batch(rows)))
+
+    def _loss(self, rows: Sequence[int]) -> Any:
+        torch = self.torch
+        logits = self._logits(rows)
+        target = torch.as_tensor(self.y_index[list(rows)], dtype=torch.long)
+        weight = torch.as_tensor(self.weights[list(rows)], dtype=torch.float32)
+        losses = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        return (losses * weight).sum() / weight.sum()
+
+    def _linear_probe(self, rows: np.ndarray) -> None:
+        """Initialise the head with the logistic regression on the frozen embeddings."""
+        torch = self.torch
+        self.transformer.eval()
+        with torch.no_grad():
+            features = np.concatenate(
+                [
+                    self._embed(self._batch(rows[start : start + 64])).numpy()
+                    for start in range(0, len(rows), 64)
+                ]
+            )
+        head = fit_head(
+            features,
+            self.y_index[rows],
+            self.n_labels,
+            self.weights[rows],
+            c=self.params.head_c,
+            max_iter=2000,
+        )
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(head.weight))
+            self.head.bias.copy_(torch.from_numpy(head.bias))
+
+    def _evaluate(self, rows: np.ndarray) -> dict[str, float]:
+        torch = self.torch
+        self.transformer.eval()
+        correct, loss_sum = 0.0, 0.0
+        with torch.no_grad():
+            for start in range(0, len(rows), 64):
+                chosen = rows[start : start + 64]
+                logits = self._logits(chosen)
+                target = torch.as_tensor(self.y_index[chosen], dtype=torch.long)
+                loss_sum += float(
+                    torch.nn.functional.cross_entropy(logits, target, reduction="sum")
+                )
+                correct += float((logits.argmax(dim=1) == target).sum())
+        self.transformer.train()
+        return {"accuracy": correct / max(len(rows), 1), "loss": loss_sum / max(len(rows), 1)}
+
+    def _trainable(self) -> dict[str, Any]:
+        state = {
+            f"transformer.{name}": value.detach().clone()
+            for name, value in self.transformer.named_parameters()
+            if value.requires_grad
+        }
+        state.update(
+            {
+                f"head.{name}": value.detach().clone()
+                for name, value in self.head.state_dict().items()
+            }
+        )
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        with self.torch.no_grad():
+            parameters = dict(self.transformer.named_parameters())
+            for name, value in state.items():
+                if name.startswith("transformer."):
+                    parameters[name.removeprefix("transformer.")].copy_(value)
+            self.head.load_state_dict(
+                {n.removeprefix("head."): v for n, v in state.items() if n.startswith("head.")}
+            )
+
+    # --- the loop --------------------------------------------------------------------------
+    def run(
+        self,
+        train_rows: np.ndarray,
+        held_rows: np.ndarray,
+        checkpoints: Path,
+        key: str,
+        say: Log,
+        progress: Progress | None,
+    ) -> RunInfo:
+        from peft import LoraConfig, get_peft_model
+
+        torch, params = self.torch, self.params
+        state_path = checkpoints / STATE_FILE
+        saved = _read_state(state_path, key, say)
+        if saved is None:
+            say(f"linear probe: fitting the head on frozen embeddings of {len(train_rows)} texts")
+            self._linear_probe(train_rows)
+        self.transformer = get_peft_model(
+            self.transformer,
+            LoraConfig(
+                r=params.rank,
+                lora_alpha=params.alpha,
+                lora_dropout=params.dropout,
+                target_modules=list(params.target_modules),
+                bias="none",
+            ),
+        )
+        parameters = [p for p in self.transformer.parameters() if p.requires_grad]
+        parameters += list(self.head.parameters())
+        optimizer = torch.optim.AdamW(
+            parameters, lr=params.learning_rate, weight_decay=params.weight_decay
+        )
+        per_epoch = math.ceil(len(train_rows) / params.batch_size)
+        steps_total = total_steps(params, len(train_rows))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.0, 1.0 - step / max(steps_total, 1))
+        )
+        info = RunInfo(total_steps=steps_total)
+        best: dict[str, Any]
+        best_score: tuple[float, float]
+        bad = 0
+        elapsed_before = 0.0
+        if saved is None:
+            best_score = self._score(held_rows, info, step=0, say=say)
+            best = self._trainable()
+        else:
+            self._restore(saved["trainable"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            torch.set_rng_state(saved["torch_rng"])
+            info = RunInfo(**saved["info"])
+            info.resumed_from_step = info.steps
+            best, best_score, bad = saved["best"], tuple(saved["best_score"]), saved["bad"]
+            elapsed_before = info.train_minutes * 60
+            say(f"resuming from the checkpoint at step {info.steps} of {steps_total}")
+
+        def elapsed_minutes() -> float:
+            return (elapsed_before + time.perf_counter() - started) / 60
+
+        def checkpoint() -> None:
+            info.train_minutes = elapsed_minutes()
+            _write_state(
+                state_path,
+                {
+                    "key": key,
+                    "trainable": self._trainable(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "info": asdict(info),
+                    "best": best,
+                    "best_score": list(best_score),
+                    "bad": bad,
+                },
+            )
+
+        started = time.perf_counter()
+        self.transformer.train()
+        running: float | None = None
+        while not info.stopped:
+            if info.steps >= steps_total:
+                info.stopped = "max_steps" if params.max_steps == steps_total else "epochs"
+            elif params.max_minutes is not None and elapsed_minutes() >= params.max_minutes:
+                info.stopped = "max_minutes"
+            if info.stopped:
+                break
+            epoch, offset = divmod(info.steps, per_epoch)
+            order = np.random.default_rng(self.seed + epoch).permutation(train_rows)
+            rows = order[offset * params.batch_size : (offset + 1) * params.batch_size]
+            loss = self._loss(rows)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            info.steps += 1
+            value = loss.item()
+            running = value if running is None else 0.9 * running + 0.1 * value
+            if progress is not None:
+                progress(info.steps, steps_total, f"loss {running:.3f}")
+            out_of_time = params.max_minutes is not None and elapsed_minutes() >= params.max_minutes
+            if info.steps % per_epoch == 0 or info.steps == steps_total or out_of_time:
+                score = self._score(held_rows, info, step=info.steps, say=say)
+                if score > best_score:
+                    best, best_score, bad = self._trainable(), score, 0
+                else:
+                    bad += 1
+                if bad >= params.patience and info.steps < steps_total:
+                    info.stopped = (
+                        f"early stopping ({bad} evaluations without a better held-out score)"
+                    )
+                checkpoint()
+            elif info.steps % params.checkpoint_every == 0:
+                checkpoint()
+        info.best_step = int(
+            max(info.evaluations, key=lambda e: (e["accuracy"], -e["loss"]))["step"]
+        )
+        checkpoint()
+        self._restore(best)
+        say(
+            f"stopped after {info.steps} steps ({info.stopped}); best held-out state at step "
+            f"{info.best_step}"
+        )
+        return info
+
+    def _score(
+        self, held_rows: np.ndarray, info: RunInfo, *, step: int, say: Log
+    ) -> tuple[float, float]:
+        result = self._evaluate(held_rows)
+        info.evaluations.append({"step": step, **result})
+        say(
+            f"step {step}/{info.total_steps}: held-out accuracy {result['accuracy']:.3f}, "
+            f"loss {result['loss']:.3f}"
+        )
+        return (result["accuracy"], -result["loss"])
+
+    # --- the result ------------------------------------------------------------------------
+    def merged_transformer(self) -> Any:
+        return self.transformer.merge_and_unload()
+
+    def head_arrays(self) -> LinearHead:
+        return LinearHead(
+            self.head.weight.detach().numpy().astype(np.float32).copy(),
+            self.head.bias.detach().numpy().astype(np.float32).copy(),
+        )
+
+
+def _read_state(path: Path, key: str, say: Log) -> dict[str, Any] | None:
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as error:  # a checkpoint is disposable: start over rather than stop
+        say(f"ignoring the unreadable checkpoint {path} ({error}); starting over")
+        return None
+    if state.get("key") != key:
+        say(f"the checkpoint in {path.parent} is for other data or settings; starting over")
+        return None
+    return state
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)

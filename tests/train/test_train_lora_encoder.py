@@ -1,0 +1,124 @@
+"""Recipe `lora-encoder`: a run killed with SIGKILL resumes from its checkpoint and finishes a
+complete model folder (merged, ONNX int8) that predicts without torch; bad bounds are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from train_data import banking77_sample, banking77_task, write_task
+
+from stillhouse.data.io import write_jsonl
+from stillhouse.errors import StillhouseError
+from stillhouse.task import load_task
+from stillhouse.train import TrainSettings, train
+from stillhouse.train.run import check_settings
+
+# 6 intents × 15 = 90 short texts: 72 train (5 steps of 16 per epoch) + 18 held out
+SETTINGS = dict(
+    recipe="lora-encoder",
+    max_steps=12,
+    checkpoint_every=2,
+    threads=2,
+    latency_texts=5,
+    throughput_texts=20,
+)
+TRAIN_SCRIPT = """
+import sys
+from stillhouse.task import load_task
+from stillhouse.train import TrainSettings, train
+folder = sys.argv[1]
+settings = TrainSettings(**{settings!r})
+train(load_task(folder + "/task.toml"), folder + "/model", settings, data=folder + "/train.jsonl")
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_and_writes_a_model_that_runs_without_torch(
+    tmp_path: Path,
+) -> None:
+    rows = banking77_sample(labels=6, per_label=15)
+    write_task(tmp_path, banking77_task(rows))
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    state = tmp_path / ".model.checkpoints" / "state.pt"
+    process = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_SCRIPT.format(settings=SETTINGS), str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.is_file() and process.poll() is None, "no checkpoint before the run ended"
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert not (tmp_path / "model").exists()  # nothing half-written
+
+    messages: list[str] = []
+    card = train(
+        load_task(tmp_path / "task.toml"),
+        tmp_path / "model",
+        TrainSettings(**SETTINGS),  # type: ignore[arg-type]
+        data=tmp_path / "train.jsonl",
+        log=messages.append,
+    ).card
+    run = card["training_run"]
+    assert any(message.startswith("resuming from the checkpoint at step") for message in messages)
+    assert run["resumed_from_step"] is not None and 2 <= run["resumed_from_step"] < 12
+    assert run["steps"] == 12 and run["stopped"] == "max_steps"
+    # held-out evaluations at step 0 (linear probe), after each epoch (5, 10) and at the end
+    assert [evaluation["step"] for evaluation in run["evaluations"]] == [0, 5, 10, 12]
+    assert run["best_step"] in (0, 5, 10, 12)
+    assert not (tmp_path / ".model.checkpoints").exists()  # removed once the folder is complete
+    assert card["recipe"] == "lora-encoder" and card["quantization"] == "int8"
+    assert card["refit"] is False and card["base_model"]["license"] == "Apache-2.0"
+    assert set(card["files"]) == {"encoder.onnx", "tokenizer.json", "head.safetensors"}
+    assert card["hyper_parameters"]["rank"] == 8 and card["hyper_parameters"]["max_length"] == 64
+    assert card["files"]["encoder.onnx"]["bytes"] < 30e6  # int8, not the 90 MB fp32 graph
+    assert card["held_out"]["n"] == 18 and card["held_out"]["accuracy"]["estimate"] >= 0.6
+    readme = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
+    assert "lora-encoder" in readme and "sentence-transformers/all-MiniLM-L6-v2" in readme
+    assert "resumed from step" in readme
+
+    test = banking77_sample(labels=6, per_label=5, split="test")
+    script = (
+        "import json, sys\n"
+        "from stillhouse.train import load_model\n"
+        f"model = load_model({str(tmp_path / 'model')!r}, threads=2)\n"
+        f"texts = {[row['text'] for row in test]!r}\n"
+        "answers = [p.answer for p in model.predict(texts)]\n"
+        "print(json.dumps({'answers': answers, 'torch': 'torch' in sys.modules,\n"
+        "                  'runtime': model.describe()['runtime']}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["torch"] is False and output["runtime"] == "onnxruntime"
+    accuracy = np.mean(
+        [answer == row["label"] for answer, row in zip(output["answers"], test, strict=True)]
+    )
+    assert accuracy >= 0.6  # 6 intents, chance 0.17
+
+
+@pytest.mark.parametrize(
+    ("settings", "code"),
+    [
+        (TrainSettings(recipe="lora-encoder", max_steps=0), "E708"),
+        (TrainSettings(recipe="lora-encoder", max_minutes=-1.0), "E708"),
+        (TrainSettings(recipe="lora-encoder", epochs=0), "E708"),
+        (TrainSettings(recipe="lora-encoder", quantize="q8_0"), "E709"),
+        (TrainSettings(recipe="lora-llm"), "E702"),
+    ],
+)
+def test_bad_lora_settings_are_refused_before_any_work(settings: TrainSettings, code: str) -> None:
+    with pytest.raises(StillhouseError) as error:
+        check_settings(settings)
+    assert error.value.code == code
