@@ -16,8 +16,12 @@ Measured on a bounded, seeded sample of the test texts (``EfficiencySettings.sam
    it is coarse (pages, a 5 ms sampling period) and 0 when nothing new was allocated.
 5. **Size and parameters** from the predictor's ``describe()``: ``size_bytes`` (else the size of
    the file or folder at ``path``) and ``parameters``; None when not reported.
-6. **Tokens per item** (LLM systems): the mean of ``tokens_in`` / ``tokens_out`` in the
-   predictions' ``info`` where the backend reports them; None otherwise.
+6. **Tokens per item** (LLM systems and cascades with an LLM stage): the mean over the timed
+   predictions of ``tokens_in`` (prompt), ``tokens_in_new`` (prompt tokens after the part the
+   runtime keeps decoded), ``tokens_out`` (generated) and ``tokens_decoded`` (all tokens the
+   runtime decoded, label tokens scored included) in the predictions' ``info``, as
+   :mod:`stillhouse.llm.predictor` records them; each None when not reported, the whole None
+   when none is.
 
 **Reproducibility**: the answers of step 2 (a second prediction of each sample text, at batch
 size 1) are compared with the system's answers in the main run: the share of identical labels
@@ -152,7 +156,7 @@ def _whole_number(value: Any) -> int | None:
 
 def _tokens(predictions: Sequence[Prediction]) -> dict[str, float | None] | None:
     counts: dict[str, float | None] = {}
-    for key in ("tokens_in", "tokens_out"):
+    for key in ("tokens_in", "tokens_in_new", "tokens_out", "tokens_decoded"):
         values = [p.info[key] for p in predictions if isinstance(p.info.get(key), int | float)]
         counts[key.removeprefix("tokens_")] = float(np.mean(values)) if values else None
     return counts if any(value is not None for value in counts.values()) else None

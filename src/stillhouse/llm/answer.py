@@ -105,7 +105,11 @@ def answer_classify(
         choices=labels if method == "constrained" else None,
         max_tokens=None if method == "constrained" else 24,
     )
-    info = {"reply": generation.text, "tokens_out": generation.tokens_out}
+    info = {
+        "reply": generation.text,
+        "tokens_in": generation.tokens_in,
+        "tokens_out": generation.tokens_out,
+    }
     if generation.logprob is not None:
         info["reply_logprob"] = generation.logprob
     return LLMAnswer(parse_label(generation.text, labels), None, info)
@@ -132,13 +136,18 @@ def answer_multilabel(backend: Backend, task: Task, prompt: ChatPrompt) -> LLMAn
             "required": ["labels"],
         }
         generation = backend.generate(prompt, json_schema=schema)
+        info = {
+            "reply": generation.text[:200],
+            "tokens_in": generation.tokens_in,
+            "tokens_out": generation.tokens_out,
+        }
         try:
             chosen = [
                 label for label in json.loads(generation.text).get("labels", []) if label in labels
             ]
         except (ValueError, AttributeError):
-            return LLMAnswer(None, None, {"reply": generation.text[:200]})
-        return LLMAnswer(tuple(dict.fromkeys(chosen)), None, {"reply": generation.text[:200]})
+            return LLMAnswer(None, None, info)
+        return LLMAnswer(tuple(dict.fromkeys(chosen)), None, info)
     return yes_no_answer(labels, backend.score_yes_no(prompt, labels))
 
 
@@ -182,7 +191,11 @@ def answer_spans(backend: Backend, task: Task, prompt: ChatPrompt, text: str) ->
     spans, dropped = locate_spans(
         text, [e for e in entities if isinstance(e, dict)] if valid_json else [], task.label_names
     )
-    info = {"dropped_spans": dropped, "tokens_out": generation.tokens_out}
+    info = {
+        "dropped_spans": dropped,
+        "tokens_in": generation.tokens_in,
+        "tokens_out": generation.tokens_out,
+    }
     if not valid_json:  # e.g. cut off at max_new_tokens
         info["invalid_reply"] = generation.text[:200]
         info["invalid"] = True
