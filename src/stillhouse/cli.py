@@ -307,8 +307,11 @@ def evaluate(
         typer.Option(
             "--system",
             "-s",
-            help="NAME=preds:FILE (a JSONL file of {id, label, probs} rows) or NAME=llm:MODEL "
-            "(the task's prompt on an embedded model, a .gguf or openai:URL#MODEL); repeatable.",
+            help="NAME=preds:FILE (a JSONL file of {id, label, probs} rows), NAME=llm:MODEL "
+            "(the task's prompt on an embedded model, a .gguf or openai:URL#MODEL), "
+            "NAME=model:DIR (a trained model) or NAME=cascade:SOURCE:VALUE@T,...,SOURCE:VALUE[@A] "
+            "(each stage passes texts whose top probability is below T on; abstain below A); "
+            "repeatable.",
         ),
     ] = None,
     bootstrap: Annotated[
@@ -415,10 +418,32 @@ def print_leaderboard(results: Any) -> None:
                 f"({slice_results['worst_accuracy']:.3f}, gap {slice_results['gap']:.3f})"
             )
     for name, system in results.systems.items():
+        print_cascade(name, system, target)
         print_robustness(name, system)
         print_efficiency(name, system)
     for comparison in results.comparisons:
         out.print(escape(comparison["sentence"]))
+
+
+def print_cascade(name: str, system: dict[str, Any], target: float) -> None:
+    """A cascade's share per stage; for any system, the confidence threshold that keeps
+    ``target`` accuracy (what a cascade stage's @THRESHOLD can be set to)."""
+    cascade = system.get("cascade")
+    if cascade:
+        shares = ", ".join(f"{s['name']} {s['share']:.0%}" for s in cascade["stages"])
+        line = f"answered by {shares}; abstained {cascade['abstained_share']:.0%}"
+        answered = (system.get("abstention") or {}).get("accuracy_answered")
+        if cascade["abstained"] and answered is not None:
+            line += f" (accuracy on the answered {answered:.3f})"
+        out.print(f"{escape(name)} · cascade: {escape(line)}")
+    selective = system.get("selective")
+    at_precision = selective["coverage_at_precision"] if selective else None
+    if at_precision and at_precision["threshold"] is not None:
+        out.print(
+            f"{escape(name)} · its answers at confidence ≥ {at_precision['threshold']:.4g} "
+            f"keep accuracy ≥ {target:g} (coverage {at_precision['coverage']['estimate']:.0%}): "
+            "usable as a cascade stage's @THRESHOLD"
+        )
 
 
 def print_efficiency(name: str, system: dict[str, Any]) -> None:
@@ -430,6 +455,13 @@ def print_efficiency(name: str, system: dict[str, Any]) -> None:
         f"latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms; "
         f"{throughput['items_per_second']:.1f} items/s at batch {throughput['best_batch_size']}"
     )
+    tokens = efficiency.get("tokens_per_item")
+    if tokens and tokens.get("in") is not None:
+        line += f"; tokens per item in {tokens['in']:.0f}"
+        if tokens.get("in_new") is not None:
+            line += f" ({tokens['in_new']:.0f} new)"
+        if tokens.get("out") is not None:
+            line += f", out {tokens['out']:.0f}"
     if repeated is not None and repeated["identical_answers"] is not None:
         line += f"; same answer twice {repeated['identical_answers']:.0%}"
     out.print(f"{escape(name)} · efficiency ({efficiency['sample']} texts): {escape(line)}")

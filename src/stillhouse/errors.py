@@ -148,6 +148,18 @@ class Errors:
         "{path} was computed for a `{found}` task, but task {task} is a `{kind}` task; "
         "evaluate again with this task."
     )
+    # evaluate: cascades
+    E539 = (
+        "--system `{spec}`: stage {number} `{part}`: {detail}. Write "
+        "NAME=cascade:SOURCE:VALUE@THRESHOLD,...,SOURCE:VALUE[@ABSTAIN], e.g. "
+        "fast=cascade:model:models/linear@0.9,llm:qwen2.5-0.5b@0.6."
+    )
+    E540 = "--system `{spec}`: cascades need a `classify` task (a top probability to route on); this task is `{kind}`."
+    E541 = (
+        "Cascade `{name}`: stage `{stage}` gave a prediction without probabilities, so its "
+        "threshold cannot be applied; use a stage that gives per-label probabilities (a trained "
+        "model, or an LLM with label scoring) or make it the last stage without @THRESHOLD."
+    )
     # audit
     E601 = "Unknown check `{name}`; use `all` or a comma-separated list of: {choices}."
     E602 = (

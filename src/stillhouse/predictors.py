@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -186,7 +187,9 @@ def check_prediction(prediction: Prediction, task: Task, name: str, example_id: 
         if problem is not None:
             raise fail(Errors.E514, name=name, id=example_id, detail=problem)
         return
-    if prediction.answer not in task.labels:
+    if prediction.answer == "" and prediction.info.get("abstained") is True:
+        pass  # an abstention (a cascade sending the text to review): evaluate counts it wrong
+    elif prediction.answer not in task.labels:
         detail = f"answer {prediction.answer!r} is not one of the task's labels"
         raise fail(Errors.E514, name=name, id=example_id, detail=detail)
     if prediction.probs is not None:
@@ -246,18 +249,20 @@ def _type_name(value: Any) -> str:
     )
 
 
-# Sources a --system spec may name later (issue 3).
-PLANNED_SOURCES = ("cascade",)
+# Sources a --system spec may name later.
+PLANNED_SOURCES: tuple[str, ...] = ()
+SOURCES = ("preds", "llm", "model", "cascade")
 
 
 def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
-    """Predictors from ``NAME=preds:FILE``, ``NAME=llm:MODEL`` and ``NAME=model:DIR`` specs, by
-    name in the order given (``MODEL`` as for annotate: an embedded model, a .gguf path or
-    openai:URL#MODEL; ``DIR`` a folder written by ``stillhouse train``, checked by
-    :func:`stillhouse.train.load.load_model`: E720–E723).
+    """Predictors from ``NAME=preds:FILE``, ``NAME=llm:MODEL``, ``NAME=model:DIR`` and
+    ``NAME=cascade:STAGE@T,...`` specs, by name in the order given (``MODEL`` as for annotate:
+    an embedded model, a .gguf path or openai:URL#MODEL; ``DIR`` a folder written by
+    ``stillhouse train``, checked by :func:`stillhouse.train.load.load_model`: E720–E723;
+    cascades as in :mod:`stillhouse.cascade`).
 
     E504: no spec; E517: a name twice; E502: not NAME=SOURCE:VALUE or an unknown source;
-    E503: a source planned but not available yet (``cascade:``).
+    E503: a source planned but not available yet; E539: a malformed cascade.
     """
     if not specs:
         raise fail(Errors.E504)
@@ -268,22 +273,35 @@ def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
             raise fail(Errors.E517, name=name)
         if source in PLANNED_SOURCES:
             raise fail(Errors.E503, spec=spec, source=source)
-        if source not in ("preds", "llm", "model"):
+        if source not in SOURCES:
             raise fail(Errors.E502, spec=spec, detail=f"unknown source `{source}:`")
+        if source == "cascade":
+            from stillhouse.cascade import check_cascade
+
+            check_cascade(spec, value, task)
         sources[name] = (source, value)
     systems: dict[str, Predictor] = {}
     for name, (source, value) in sources.items():
-        if source == "llm":
-            from stillhouse.llm.predictor import LLMPredictor
+        if source == "cascade":
+            from stillhouse.cascade import open_cascade
 
-            systems[name] = LLMPredictor(task, value)
-        elif source == "model":
-            from stillhouse.train.load import load_model
-
-            systems[name] = load_model(value, task=task)
+            stage = partial(_open_predictor, task=task)
+            systems[name] = open_cascade(f"{name}={source}:{value}", value, task, stage)
         else:
-            systems[name] = PredictionsFile(value, task)
+            systems[name] = _open_predictor(source, value, task)
     return systems
+
+
+def _open_predictor(source: str, value: str, task: Task) -> Predictor:
+    if source == "llm":
+        from stillhouse.llm.predictor import LLMPredictor
+
+        return LLMPredictor(task, value)
+    if source == "model":
+        from stillhouse.train.load import load_model
+
+        return load_model(value, task=task)
+    return PredictionsFile(value, task)
 
 
 def _split_spec(spec: str) -> tuple[str, str, str]:

@@ -156,7 +156,7 @@ def test_a_file_that_is_not_json_lines_is_refused(setup, tmp_path: Path) -> None
     [
         ([], "E504", "at least one system"),
         (["distilled=model:models/linear"], "E720", "Model folder models/linear does not exist"),
-        (["both=cascade:small,llm"], "E503", "`cascade:` systems are not available yet"),
+        (["both=cascade:small,llm"], "E539", "stage 1 `small`: a stage is SOURCE:VALUE"),
         (["preds.jsonl"], "E502", "NAME="),
         (["x=preds"], "E502", "SOURCE:VALUE"),
         (["x=rules:foo"], "E502", "unknown source `rules:`"),

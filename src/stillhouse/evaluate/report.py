@@ -156,7 +156,46 @@ def _leaderboard(results: Results, colors: dict[str, str]) -> str:
         "latency needs a system that predicts in this process; robustness needs --perturb. "
         "A dash means not measured.</p>"
     )
-    return _table(header, rows) + note
+    return _table(header, rows) + note + _cascades(results, colors)
+
+
+def _cascades(results: Results, colors: dict[str, str]) -> str:
+    """Per cascade: the share of items each stage answered and the share abstained on."""
+    rows = []
+    for name, system in results.systems.items():
+        cascade = system.get("cascade")
+        if not cascade:
+            continue
+        stages = "; ".join(
+            f"{escape(stage['name'])} "
+            + (f"(≥ {stage['threshold']:g}) " if stage["threshold"] is not None else "")
+            + f"{stage['share']:.1%}"
+            for stage in cascade["stages"]
+        )
+        abstention = system.get("abstention") or {}
+        answered = abstention.get("accuracy_answered")
+        rows.append(
+            [
+                _system_name(name, colors),
+                stages,
+                f"{cascade['abstained_share']:.1%}"
+                + (
+                    f" <span class=ci>below {cascade['abstain_below']:g}</span>"
+                    if cascade["abstain_below"] is not None
+                    else ""
+                ),
+                _number(answered) if answered is not None else _dash(),
+            ]
+        )
+    if not rows:
+        return ""
+    header = ("cascade", "answered by each stage", "abstained", "accuracy on answered")
+    note = (
+        "<p class=muted>A text goes to the next stage when the stage's top probability is "
+        "below its threshold. Abstentions count as errors in accuracy and F1 and are left out "
+        "of calibration; coverage at precision stops at the share answered.</p>"
+    )
+    return "<h3>Cascades</h3>" + _table(header, rows, text_column=1) + note
 
 
 def _comparisons(results: Results, colors: dict[str, str]) -> str:
@@ -420,11 +459,7 @@ def _efficiency(results: Results, colors: dict[str, str]) -> str:
                 f"{efficiency['parameters']:,}"
                 if efficiency["parameters"] is not None
                 else _dash(),
-                " / ".join(
-                    _number(tokens[k], 1) if tokens[k] is not None else "–" for k in ("in", "out")
-                )
-                if tokens
-                else _dash(),
+                _tokens(tokens) if tokens else _dash(),
                 _reproduced(repeated),
             ]
         )
@@ -439,7 +474,7 @@ def _efficiency(results: Results, colors: dict[str, str]) -> str:
         "peak memory (RSS)",
         "size on disk",
         "parameters",
-        "tokens in / out",
+        "tokens in (new) / out / decoded",
         "same answer twice",
     )
     return _table(header, rows) + missing
@@ -533,6 +568,16 @@ def _table(
 
 def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def _tokens(tokens: dict[str, float | None]) -> str:
+    """``in (new) / out / decoded`` tokens per item; – for a count not reported."""
+
+    def count(key: str) -> str:
+        value = tokens.get(key)
+        return _number(value, 1) if value is not None else "–"
+
+    return f"{count('in')} ({count('in_new')}) / {count('out')} / {count('decoded')}"
 
 
 def _interval(value: dict[str, float]) -> str:

@@ -63,11 +63,27 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     ``latency_ms`` (``p50``, ``p95``, ``p99``, ``mean`` at batch size 1), ``throughput``
     (``items_per_second`` at ``best_batch_size``; ``by_batch_size``: size → items/s),
     ``peak_memory_bytes`` with ``memory_method``, ``size_bytes`` and ``parameters`` (null when
-    ``describe()`` does not say), ``tokens_per_item`` (``in`` / ``out``, null when unknown).
+    ``describe()`` does not say), ``tokens_per_item`` (LLM systems and cascades with an LLM
+    stage: means per item of ``in`` (prompt tokens), ``in_new`` (prompt tokens not kept
+    decoded between texts), ``out`` (generated) and ``decoded`` (all tokens the runtime
+    decoded, label tokens scored included); each null when unknown, the whole null for other
+    systems).
   - ``reproducibility`` (null when ``efficiency`` is): the timed texts predicted a second time
     at batch size 1 against the main run: ``sample``, ``identical_answers`` (share),
     ``identical_probabilities`` (share with every probability within ``tolerance`` 1e-6; null
     without probabilities), ``max_probability_difference``.
+  - ``abstention`` (classification): ``abstained`` (items answered ``""``: a cascade sent
+    them to review), ``coverage`` (an interval: the share of items answered) and
+    ``accuracy_answered`` (accuracy on the answered items; null when none was). An abstention
+    counts as an error in ``metrics``, ``per_label`` recall, slices, robustness and
+    comparisons, is in no column of ``confusion_matrix``, is left out of ``calibration``, and
+    in ``selective`` is answered at no threshold (the curve and ``coverage_at_precision`` stop
+    at the answered share; ``aurc`` and ``accuracy_at_top_10pct`` rank it below every answer,
+    as an error).
+  - ``cascade`` (cascade systems only; see :mod:`stillhouse.cascade`): ``stages`` (in order:
+    ``name``, ``threshold``, ``answered`` and ``share`` of the test items each stage answered),
+    ``abstain_below`` (the last stage's threshold, null for none), ``abstained`` and
+    ``abstained_share``.
   - ``not_measured``: family → why it could not be measured for this system (e.g. a
     predictions file cannot answer perturbed texts).
   - ``correct``: per item, 1 where the system's label equals the gold label, else 0.

@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from stillhouse.cascade import ABSTAINED, Cascade, stage_shares
 from stillhouse.data.io import data_fingerprint, read_examples
 from stillhouse.data.records import Example, Prediction, answer_to_json, text_id
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.accuracy import classification_metrics, label_indices
 from stillhouse.evaluate.bootstrap import (
     Interval,
+    bootstrap_interval,
     confusion_per_resample,
     divide_or_zero,
     f1_from_confusion,
@@ -69,6 +71,9 @@ ERRORS_SHOWN = 20
 CLASSIFY_ONLY = "classification tasks only in this version"
 CURVE_POINTS = 101
 FILE_CANNOT_PREDICT = "a predictions file answers only the texts it was written for"
+ALL_ABSTAINED = "the system abstained on every item"
+# The confidence given an abstention in selective prediction: answered at no threshold.
+ABSTAIN_CONFIDENCE = -1.0
 
 
 def evaluate(
@@ -120,9 +125,11 @@ def evaluate(
         not_measured: dict[str, str] = {}
         if classify:
             assert gold is not None
-            predicted = label_indices([prediction.answer for prediction in predictions], labels)
+            predicted = answer_codes(predictions, labels)
             correct = (predicted == gold).astype(np.int64)
             core = _system_results(predictions, predicted, gold, labels, indices, target, seed)
+            if core["abstention"]["abstained"] == len(examples):
+                not_measured["calibration"] = not_measured["selective"] = ALL_ABSTAINED
         else:
             core, correct = _structured_results(name, task, examples, predictions, indices)
             not_measured["calibration"] = not_measured["selective"] = CLASSIFY_ONLY
@@ -151,6 +158,8 @@ def evaluate(
                 predictor, [examples[i].text for i in timed], timing
             )
             reproducibility_results = reproducibility([predictions[i] for i in timed], again)
+        if isinstance(predictor, Cascade):
+            core["cascade"] = stage_shares(predictions, predictor)
         measured[name] = {
             "description": predictor.describe(),
             **core,
@@ -275,7 +284,17 @@ def _predict_labels(
 ) -> np.ndarray:
     """The label indices ``predictor`` gives ``texts`` (perturbed texts are named by their hash)."""
     predictions = _checked_predictions(name, predictor, task, texts, [text_id(t) for t in texts])
-    return label_indices([prediction.answer for prediction in predictions], task.label_names)
+    return answer_codes(predictions, task.label_names)
+
+
+def answer_codes(predictions: Sequence[Prediction], labels: Sequence[str]) -> np.ndarray:
+    """Each answer's index in ``labels``; an abstention (a cascade's ``""``) gets
+    ``len(labels)``, a code no gold label has: it counts as an error."""
+    answers = [prediction.answer for prediction in predictions]
+    if ABSTAINED not in answers:
+        return label_indices(answers, labels)
+    codes = {label: i for i, label in enumerate(labels)} | {ABSTAINED: len(labels)}
+    return np.array([codes[answer] for answer in answers], dtype=np.int64)  # type: ignore[index]
 
 
 def _system_results(
@@ -289,18 +308,31 @@ def _system_results(
 ) -> dict[str, Any]:
     """Metrics with intervals, per-label scores, confusion, calibration, selective prediction.
 
-    ``predicted``, ``gold``: shape (n,), label indices into ``labels``.
+    ``predicted``, ``gold``: shape (n,), label indices into ``labels`` (``len(labels)`` for an
+    abstention: an error in every accuracy metric, a miss of its gold label's recall, no
+    label's false positive, not in the confusion matrix; calibration is measured on the
+    answered items; selective prediction as in :mod:`stillhouse.evaluate.selective`).
     """
+    n_labels = len(labels)
     correct = (predicted == gold).astype(np.int64)
-    report = classification_metrics(gold, predicted, list(range(len(labels))))
-    confusion = confusion_per_resample(gold, predicted, indices, n_labels=len(labels))
-    f1 = f1_from_confusion(confusion)
-    support = confusion.sum(axis=-1)  # gold count of each label in each resample
+    abstained = predicted == n_labels
+    codes = list(range(n_labels))
+    if abstained.any():
+        report = _abstaining_metrics(gold, predicted, codes)
+    else:
+        report = classification_metrics(gold, predicted, codes)
+    # an abstention column (never a gold label) keeps recall's denominators whole
+    width = n_labels + int(abstained.any())
+    confusion = confusion_per_resample(gold, predicted, indices, n_labels=width)
+    f1 = f1_from_confusion(confusion)[..., :n_labels]
+    support = confusion.sum(axis=-1)[..., :n_labels]  # gold count of each label in each resample
     accuracy = resampled_values(correct, indices)
+    # micro-F1 = 2·right / (answered + all): accuracy when nothing is abstained on
+    answered = resampled_values((~abstained).astype(np.int64), indices)
     per_resample = {
         "accuracy": accuracy,
         "macro_f1": f1.mean(axis=-1),
-        "micro_f1": accuracy,  # one gold and one predicted label per item: micro-F1 = accuracy
+        "micro_f1": divide_or_zero(2 * accuracy, answered + 1) if abstained.any() else accuracy,
         "weighted_f1": divide_or_zero((f1 * support).sum(axis=-1), support.sum(axis=-1)),
     }
     has_probabilities = predictions[0].probs is not None
@@ -314,13 +346,61 @@ def _system_results(
         "confusion_matrix": report["confusion_matrix"],
         "calibration": None,
         "selective": None,
+        "abstention": _abstention(abstained, correct, indices),
     }
-    if has_probabilities:
+    shown = ~abstained
+    if has_probabilities and shown.any():
         probs = np.array([[p.probs[label] for label in labels] for p in predictions])  # type: ignore[index]
-        confidence = probs[np.arange(len(predicted)), predicted]
-        results["calibration"] = _calibration(probs, confidence, correct, gold, predicted, seed)
+        confidence = probs[np.arange(len(predicted)), np.minimum(predicted, n_labels - 1)]
+        confidence[abstained] = ABSTAIN_CONFIDENCE
+        results["calibration"] = _calibration(
+            probs[shown], confidence[shown], correct[shown], gold[shown], predicted[shown], seed
+        )
         results["selective"] = _selective(confidence, correct, indices, target)
     return results
+
+
+def _abstaining_metrics(
+    gold: np.ndarray, predicted: np.ndarray, codes: list[int]
+) -> dict[str, Any]:
+    """:func:`classification_metrics` for answers with abstentions (codes outside ``codes``):
+    scikit-learn restricted to the task's labels, accuracy over all items."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, labels=codes, average=None, zero_division=0
+    )
+    averages = {
+        f"{average}_f1": float(
+            f1_score(gold, predicted, labels=codes, average=average, zero_division=0)
+        )
+        for average in ("macro", "micro", "weighted")
+    }
+    return {
+        "accuracy": float(np.mean(gold == predicted)),
+        **averages,
+        "per_label": {
+            code: {
+                "precision": float(precision[code]),
+                "recall": float(recall[code]),
+                "f1": float(f1[code]),
+                "support": int(support[code]),
+            }
+            for code in codes
+        },
+        "confusion_matrix": confusion_matrix(gold, predicted, labels=codes).tolist(),
+    }
+
+
+def _abstention(abstained: np.ndarray, correct: np.ndarray, indices: np.ndarray) -> dict[str, Any]:
+    """How many items were abstained on; ``coverage`` (share answered, an interval) and
+    ``accuracy_answered`` (accuracy on the answered items; null when none was)."""
+    answered = (~abstained).astype(np.int64)
+    return {
+        "abstained": int(abstained.sum()),
+        "coverage": _interval(bootstrap_interval(answered, indices, CONFIDENCE)),
+        "accuracy_answered": float(correct[~abstained].mean()) if answered.any() else None,
+    }
 
 
 def _calibration(
@@ -391,7 +471,7 @@ def _most_confident_errors(
 
     def confidence(i: int) -> float | None:
         probs = predictions[i].probs
-        return probs[predictions[i].answer] if probs and task.kind == "classify" else None  # type: ignore[index]
+        return probs.get(predictions[i].answer) if probs and task.kind == "classify" else None  # type: ignore[call-overload]
 
     shown = np.array([confidence(i) or 0.0 for i in wrong])
     order = wrong[np.argsort(-shown, kind="stable")][:ERRORS_SHOWN]

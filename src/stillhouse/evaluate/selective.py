@@ -6,7 +6,10 @@ one step of the curve, never split in an arbitrary order (the one exception, doc
 is :func:`accuracy_at_top`, which needs an exact share of items).
 
 ``confidence``: shape (n,), the probability of the predicted answer; ``correct``: shape (n,),
-1 where the prediction was right. The ``*_per_resample`` functions take bootstrap ``indices``
+1 where the prediction was right. A negative confidence marks an **abstention** (a cascade
+sending the item to review): the system answers it at no threshold, so the risk–coverage curve
+and coverage at precision stop at the share of items answered; the area under the curve and the
+accuracy at the top share count abstentions as errors ranked below every answer. The ``*_per_resample`` functions take bootstrap ``indices``
 of shape (B, n) from :func:`stillhouse.evaluate.bootstrap.resample_indices` and return (B,).
 """
 
@@ -59,10 +62,11 @@ def risk_coverage_curve(confidence: np.ndarray, correct: np.ndarray) -> RiskCove
     answered, right = _cumulative_counts(
         group, correct, observed_indices(len(confidence)), len(thresholds)
     )
+    usable = thresholds >= 0  # abstentions are answered at no threshold
     return RiskCoverageCurve(
-        thresholds=thresholds,
-        coverages=answered[0] / len(confidence),
-        risks=(answered[0] - right[0]) / answered[0],
+        thresholds=thresholds[usable],
+        coverages=answered[0][usable] / len(confidence),
+        risks=(answered[0][usable] - right[0][usable]) / answered[0][usable],
     )
 
 
@@ -85,7 +89,8 @@ def area_under_risk_coverage_per_resample(
     confidence: np.ndarray, correct: np.ndarray, indices: np.ndarray
 ) -> np.ndarray:
     """:func:`area_under_risk_coverage` of each bootstrap resample: shape (B,)."""
-    return _aurc(*_resampled_counts(confidence, correct, indices), indices.shape[1])
+    answered, right, _ = _resampled_counts(confidence, correct, indices)
+    return _aurc(answered, right, indices.shape[1])
 
 
 def _aurc(answered: np.ndarray, right: np.ndarray, n: int) -> np.ndarray:
@@ -114,7 +119,7 @@ def accuracy_at_top_per_resample(
     """:func:`accuracy_at_top` of each bootstrap resample: shape (B,)."""
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
-    answered, right = _resampled_counts(confidence, correct, indices)
+    answered, right, _ = _resampled_counts(confidence, correct, indices)
     return _accuracy_at_top(answered, right, indices.shape[1], share)
 
 
@@ -151,7 +156,7 @@ def coverage_at_precision(
         group, correct, observed_indices(len(confidence)), len(thresholds)
     )
     accuracy = right[0] / answered[0]
-    feasible = np.flatnonzero(accuracy >= target)
+    feasible = np.flatnonzero((accuracy >= target) & (thresholds >= 0))
     interval = None
     if indices is not None:
         metric = partial(coverage_at_precision_per_resample, confidence, correct, target=target)
@@ -172,12 +177,15 @@ def coverage_at_precision_per_resample(
 ) -> np.ndarray:
     """The coverage of :func:`coverage_at_precision` on each bootstrap resample: shape (B,)."""
     _check_target(target)
-    answered, right = _resampled_counts(confidence, correct, indices)
-    return _coverage(answered, right, indices.shape[1], target)
+    answered, right, thresholds = _resampled_counts(confidence, correct, indices)
+    return _coverage(answered, right, indices.shape[1], target, thresholds >= 0)
 
 
-def _coverage(answered: np.ndarray, right: np.ndarray, n: int, target: float) -> np.ndarray:
-    feasible = (answered > 0) & (divide_or_zero(right, answered) >= target)
+def _coverage(
+    answered: np.ndarray, right: np.ndarray, n: int, target: float, usable: np.ndarray
+) -> np.ndarray:
+    """``usable``: shape (G,), False for the group of abstentions (confidence < 0)."""
+    feasible = (answered > 0) & (divide_or_zero(right, answered) >= target) & usable
     return np.where(feasible, answered / n, 0.0).max(axis=1)
 
 
@@ -194,21 +202,22 @@ def selective_per_resample(
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], got {share}")
     _check_target(target)
-    answered, right = _resampled_counts(confidence, correct, indices)
+    answered, right, thresholds = _resampled_counts(confidence, correct, indices)
     n = indices.shape[1]
     return {
         "aurc": _aurc(answered, right, n),
         "accuracy_at_top": _accuracy_at_top(answered, right, n, share),
-        "coverage_at_precision": _coverage(answered, right, n, target),
+        "coverage_at_precision": _coverage(answered, right, n, target, thresholds >= 0),
     }
 
 
 def _resampled_counts(
     confidence: np.ndarray, correct: np.ndarray, indices: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_cumulative_counts` and the distinct confidences, descending (G,)."""
     confidence, correct = _check(confidence, correct)
     thresholds, group = _confidence_groups(confidence)
-    return _cumulative_counts(group, correct, indices, len(thresholds))
+    return (*_cumulative_counts(group, correct, indices, len(thresholds)), thresholds)
 
 
 def _confidence_groups(confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
