@@ -190,3 +190,43 @@ def test_one_counting_pass_gives_the_three_resampled_metrics() -> None:
         together["coverage_at_precision"],
         coverage_at_precision_per_resample(confidence, correct, indices, target=0.95),
     )
+
+
+@pytest.mark.parametrize("target", [0.5, 0.8, 0.95])
+def test_abstentions_are_answered_at_no_threshold(target: float) -> None:
+    """A negative confidence (a cascade's abstention): the curve and coverage at precision stop
+    at the answered share even where counting abstentions as errors would still reach the
+    target; AURC and accuracy at the top rank them below every answer, as errors."""
+    confidence, correct = confident_classifier(300, seed=11)
+    abstained = np.zeros(300, dtype=bool)
+    abstained[np.argsort(confidence)[:6]] = True  # the six least confident go to review
+    confidence = np.where(abstained, -1.0, confidence)
+    correct = np.where(abstained, 0, correct)
+    answered = ~abstained
+
+    curve = risk_coverage_curve(confidence, correct)
+    expected = [p for p in brute_force_curve(confidence, correct) if p[0] >= 0]
+    assert np.allclose(np.column_stack(curve), expected, atol=1e-12)
+    assert curve.coverages[-1] == pytest.approx(answered.mean())
+
+    result = coverage_at_precision(confidence, correct, target)
+    best = (0.0, None)
+    for threshold in sorted(set(confidence[answered].tolist())):
+        chosen = confidence >= threshold
+        if correct[chosen].mean() >= target and chosen.mean() > best[0]:
+            best = (chosen.mean(), threshold)
+    assert (result.coverage, result.threshold) == pytest.approx(best, abs=1e-12)
+    assert result.coverage <= answered.mean()
+    indices = resample_indices(300, 50, seed=2)
+    per_resample = coverage_at_precision_per_resample(confidence, correct, indices, target=target)
+    assert (per_resample <= answered[indices].mean(axis=1) + 1e-12).all()
+
+    # AURC: the full curve to coverage 1, abstentions as the last (wrong) step
+    full = brute_force_curve(confidence, correct)
+    before = [0.0] + [coverage for _, coverage, _ in full[:-1]]
+    area = sum(
+        (coverage - previous) * risk
+        for (_, coverage, risk), previous in zip(full, before, strict=True)
+    )
+    assert full[-1][1] == 1.0 and full[-1][2] > 0
+    assert area_under_risk_coverage(confidence, correct) == pytest.approx(area, abs=1e-12)
