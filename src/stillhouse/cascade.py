@@ -31,6 +31,8 @@ time shared equally).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -235,6 +237,10 @@ class Cascade:
             ],
             **self.shares(),
         }
+        hashes = [d.get("sha256") or d.get("model_sha256") for d in descriptions]
+        if all(isinstance(h, str) for h in hashes):  # the cascade's identity for provenance
+            identity = [[s.name, s.threshold, h] for s, h in zip(self.stages, hashes, strict=True)]
+            description["sha256"] = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
         for key in ("size_bytes", "parameters"):
             values = [d.get(key) for d in descriptions]
             if all(isinstance(v, int) and not isinstance(v, bool) for v in values):

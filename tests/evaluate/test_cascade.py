@@ -300,7 +300,7 @@ def test_evaluate_runs_a_cascade_from_the_cli(setup, run_cli) -> None:
         folder,
         *base,
         *("--system", spec, "--system", f"linear=model:{model_dir}"),
-        *("--efficiency-sample", "4", "--out", "report"),
+        *("--efficiency-sample", "4", "--perturb", "lowercase", "--out", "report"),
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -310,6 +310,9 @@ def test_evaluate_runs_a_cascade_from_the_cli(setup, run_cli) -> None:
     assert [s["name"] for s in fast["cascade"]["stages"]] == stage_names
     assert fast["description"]["type"] == "cascade"
     assert fast["abstention"]["abstained"] == fast["cascade"]["abstained"] > 0
+    assert all(error["predicted"] != "" for error in fast["most_confident_errors"])
+    assert fast["robustness"]["perturbations"]["lowercase"]["changed"] > 0
+    assert document["provenance"]["model_hashes"]["fast"] == fast["description"]["sha256"]
     tokens = fast["efficiency"]["tokens_per_item"]
     assert tokens is not None and tokens["out"] == 0
     assert document["systems"]["linear"]["efficiency"]["tokens_per_item"] is None

@@ -466,8 +466,10 @@ def _most_confident_errors(
     examples: Sequence[Example], predictions: Sequence[Prediction], correct: np.ndarray, task: Task
 ) -> list[dict[str, Any]]:
     """The wrong answers given with the highest confidence (test order among ties; without
-    probabilities, and for multilabel and span tasks, the first wrong answers in test order)."""
-    wrong = np.flatnonzero(correct == 0)
+    probabilities, and for multilabel and span tasks, the first wrong answers in test order).
+    Abstentions are not answers: they are counted in ``abstention``, not listed here."""
+    answered = np.array([not p.info.get("abstained") for p in predictions], dtype=bool)
+    wrong = np.flatnonzero((correct == 0) & answered)
 
     def confidence(i: int) -> float | None:
         probs = predictions[i].probs
