@@ -300,7 +300,7 @@ def test_evaluate_runs_a_cascade_from_the_cli(setup, run_cli) -> None:
         folder,
         *base,
         *("--system", spec, "--system", f"linear=model:{model_dir}"),
-        *("--efficiency-sample", "4", "--perturb", "lowercase", "--out", "report"),
+        *("--efficiency-sample", "4", "--perturb", "contractions", "--out", "report"),
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -311,7 +311,7 @@ def test_evaluate_runs_a_cascade_from_the_cli(setup, run_cli) -> None:
     assert fast["description"]["type"] == "cascade"
     assert fast["abstention"]["abstained"] == fast["cascade"]["abstained"] > 0
     assert all(error["predicted"] != "" for error in fast["most_confident_errors"])
-    assert fast["robustness"]["perturbations"]["lowercase"]["changed"] > 0
+    assert fast["robustness"]["perturbations"]["contractions"]["changed"] == 5
     assert document["provenance"]["model_hashes"]["fast"] == fast["description"]["sha256"]
     tokens = fast["efficiency"]["tokens_per_item"]
     assert tokens is not None and tokens["out"] == 0

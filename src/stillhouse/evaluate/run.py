@@ -327,12 +327,15 @@ def _system_results(
     f1 = f1_from_confusion(confusion)[..., :n_labels]
     support = confusion.sum(axis=-1)[..., :n_labels]  # gold count of each label in each resample
     accuracy = resampled_values(correct, indices)
-    # micro-F1 = 2·right / (answered + all): accuracy when nothing is abstained on
-    answered = resampled_values((~abstained).astype(np.int64), indices)
+    micro = accuracy  # one gold and one predicted label per item: micro-F1 = accuracy
+    if abstained.any():  # micro-F1 = 2·right / (answered + all)
+        micro = divide_or_zero(
+            2 * accuracy, resampled_values((~abstained).astype(np.int64), indices) + 1
+        )
     per_resample = {
         "accuracy": accuracy,
         "macro_f1": f1.mean(axis=-1),
-        "micro_f1": divide_or_zero(2 * accuracy, answered + 1) if abstained.any() else accuracy,
+        "micro_f1": micro,
         "weighted_f1": divide_or_zero((f1 * support).sum(axis=-1), support.sum(axis=-1)),
     }
     has_probabilities = predictions[0].probs is not None
@@ -396,9 +399,14 @@ def _abstention(abstained: np.ndarray, correct: np.ndarray, indices: np.ndarray)
     """How many items were abstained on; ``coverage`` (share answered, an interval) and
     ``accuracy_answered`` (accuracy on the answered items; null when none was)."""
     answered = (~abstained).astype(np.int64)
+    coverage = (
+        bootstrap_interval(answered, indices, CONFIDENCE)
+        if abstained.any()
+        else Interval(1.0, 1.0, 1.0)  # every resample answers everything
+    )
     return {
         "abstained": int(abstained.sum()),
-        "coverage": _interval(bootstrap_interval(answered, indices, CONFIDENCE)),
+        "coverage": _interval(coverage),
         "accuracy_answered": float(correct[~abstained].mean()) if answered.any() else None,
     }
 
