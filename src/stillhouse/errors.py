@@ -78,8 +78,9 @@ class Errors:
         "Task {path} is a `{kind}` task; {command} handles `classify` tasks only in this version."
     )
     E502 = (
-        "--system `{spec}`: {detail}. Write NAME=preds:FILE or NAME=llm:MODEL, "
-        "e.g. --system linear=preds:reports/linear.jsonl or --system llm=llm:qwen2.5-0.5b."
+        "--system `{spec}`: {detail}. Write NAME=preds:FILE, NAME=llm:MODEL, NAME=model:DIR or "
+        "NAME=cascade:STAGE@T,...,STAGE, e.g. --system linear=preds:reports/linear.jsonl or "
+        "--system llm=llm:qwen2.5-0.5b."
     )
     E503 = (
         "--system `{spec}`: `{source}:` systems are not available yet in this version; "
