@@ -150,12 +150,8 @@ class PredictionsFile:
         }
 
 
-def probability_problem(probs: Any, labels: Sequence[str]) -> str | None:
-    """Why ``probs`` is not a distribution over ``labels`` (a phrase), or None when it is one.
-
-    A distribution maps every label, and nothing else, to a finite number ≥ 0, summing to 1
-    within :data:`PROBABILITY_TOLERANCE`.
-    """
+def label_map_problem(probs: Any, labels: Sequence[str]) -> str | None:
+    """Why ``probs`` is not an object with exactly the task's labels as keys (a phrase), or None."""
     if not isinstance(probs, dict):
         return f"must be an object mapping labels to numbers, got {type(probs).__name__}"
     known = set(labels)  # a set: 77 labels × 77 keys per row was a third of evaluate's time
@@ -165,6 +161,18 @@ def probability_problem(probs: Any, labels: Sequence[str]) -> str | None:
     missing = [label for label in labels if label not in probs]
     if missing:
         return f"miss label(s) {', '.join(repr(label) for label in missing)}"
+    return None
+
+
+def probability_problem(probs: Any, labels: Sequence[str]) -> str | None:
+    """Why ``probs`` is not a distribution over ``labels`` (a phrase), or None when it is one.
+
+    A distribution maps every label, and nothing else, to a finite number ≥ 0, summing to 1
+    within :data:`PROBABILITY_TOLERANCE`.
+    """
+    problem = label_map_problem(probs, labels)
+    if problem:
+        return problem
     for label, value in probs.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"give {label!r} a non-number {value!r}"

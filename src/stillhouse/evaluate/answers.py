@@ -69,15 +69,11 @@ def structured_problem(prediction: Prediction, task: Task) -> str | None:
 
 def independent_probability_problem(probs: Any, labels: list[str]) -> str | None:
     """Why ``probs`` is not one probability in [0, 1] per label (and nothing else), or None."""
-    if not isinstance(probs, dict):
-        return f"must be an object mapping labels to numbers, got {type(probs).__name__}"
-    known = set(labels)
-    unknown = [label for label in probs if label not in known]
-    if unknown:
-        return f"name label {unknown[0]!r}, which is not one of the task's labels"
-    missing = [label for label in labels if label not in probs]
-    if missing:
-        return f"miss label(s) {', '.join(repr(label) for label in missing)}"
+    from stillhouse.predictors import label_map_problem
+
+    problem = label_map_problem(probs, labels)
+    if problem:
+        return problem
     for label, value in probs.items():
         if (
             isinstance(value, bool)
