@@ -55,18 +55,20 @@ class EncoderModel:
         return self.head.logits(self.encoder.embed(texts, batch_size=self.params.batch_size))
 
     def save(self, folder: Path) -> None:
-        copy_into(self._onnx_path, folder, "encoder.onnx")
-        copy_into(self._tokenizer_path, folder, "tokenizer.json")
-        save_arrays(folder / "head.safetensors", self.head.arrays())
+        save_onnx_with_head(folder, self._onnx_path, self._tokenizer_path, self.head)
 
     @classmethod
     def load(
         cls, folder: Path, hyper_parameters: dict[str, Any], threads: int | None = None
     ) -> EncoderModel:
-        params = EncoderParams(**hyper_parameters)
-        encoder = OnnxSentenceEncoder(folder / "encoder.onnx", folder / "tokenizer.json", threads)
-        head = LinearHead.from_arrays(load_arrays(folder / "head.safetensors"))
-        return cls(encoder, head, params, folder / "encoder.onnx", folder / "tokenizer.json")
+        encoder, head = load_onnx_with_head(folder, threads)
+        return cls(
+            encoder,
+            head,
+            EncoderParams(**hyper_parameters),
+            folder / "encoder.onnx",
+            folder / "tokenizer.json",
+        )
 
 
 def open_encoder(
@@ -92,3 +94,20 @@ def fit_encoder(
 
 
 EmbedProgress = Callable[[int, int], None]
+
+
+def save_onnx_with_head(
+    folder: Path, onnx_path: Path, tokenizer_path: Path, head: LinearHead
+) -> None:
+    """The files of an ONNX sentence encoder with a linear head, as every encoder recipe saves them."""
+    copy_into(onnx_path, folder, "encoder.onnx")
+    copy_into(tokenizer_path, folder, "tokenizer.json")
+    save_arrays(folder / "head.safetensors", head.arrays())
+
+
+def load_onnx_with_head(
+    folder: Path, threads: int | None = None
+) -> tuple[OnnxSentenceEncoder, LinearHead]:
+    """The encoder and head saved by :func:`save_onnx_with_head`."""
+    encoder = OnnxSentenceEncoder(folder / "encoder.onnx", folder / "tokenizer.json", threads)
+    return encoder, LinearHead.from_arrays(load_arrays(folder / "head.safetensors"))

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from stillhouse.provenance import json_sha256
-from stillhouse.train.export import base_model_path, copy_into, export_onnx, quantize_int8
-from stillhouse.train.head import LinearHead, fit_head, load_arrays, save_arrays
+from stillhouse.train.encoder import load_onnx_with_head, save_onnx_with_head
+from stillhouse.train.export import base_model_path, export_onnx, quantize_int8
+from stillhouse.train.head import LinearHead, fit_head
 from stillhouse.train.onnx_encoder import DIMENSION, OnnxSentenceEncoder
 
 FILES = ("encoder.onnx", "tokenizer.json", "head.safetensors")
@@ -108,17 +109,14 @@ class LoraEncoderModel:
         return self.head.logits(self.encoder.embed(texts, batch_size=32))
 
     def save(self, folder: Path) -> None:
-        copy_into(self._onnx_path, folder, "encoder.onnx")
-        copy_into(self._tokenizer_path, folder, "tokenizer.json")
-        save_arrays(folder / "head.safetensors", self.head.arrays())
+        save_onnx_with_head(folder, self._onnx_path, self._tokenizer_path, self.head)
 
     @classmethod
     def load(
         cls, folder: Path, hyper_parameters: dict[str, Any], threads: int | None = None
     ) -> LoraEncoderModel:
+        encoder, head = load_onnx_with_head(folder, threads)
         params = params_from_json(hyper_parameters)
-        encoder = OnnxSentenceEncoder(folder / "encoder.onnx", folder / "tokenizer.json", threads)
-        head = LinearHead.from_arrays(load_arrays(folder / "head.safetensors"))
         return cls(encoder, head, params, folder / "encoder.onnx", folder / "tokenizer.json")
 
 
