@@ -22,12 +22,10 @@ ONNX Runtime and `tokenizers` only.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +35,17 @@ from stillhouse.provenance import json_sha256
 from stillhouse.train.encoder import load_onnx_with_head, save_onnx_with_head
 from stillhouse.train.export import base_model_path, export_onnx, quantize_int8
 from stillhouse.train.head import LinearHead, fit_head
+from stillhouse.train.lora_loop import (
+    Log,
+    LoopSettings,
+    Progress,
+    RunInfo,
+    read_state,
+    run_loop,
+)
 from stillhouse.train.onnx_encoder import DIMENSION, OnnxSentenceEncoder
 
 FILES = ("encoder.onnx", "tokenizer.json", "head.safetensors")
-STATE_FILE = "state.pt"
-
-Log = Callable[[str], None]
-# called as progress(step, total_steps, note) with the running loss in the note
-Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,6 @@ class LoraEncoderParams:
     head_c: float = 10.0
     quantize: str = "int8"
     pooling: str = "mean"
-
-
-@dataclass
-class RunInfo:
-    """What happened during training (recorded in the card under ``training_run``)."""
-
-    steps: int = 0
-    total_steps: int = 0
-    best_step: int = 0
-    stopped: str = ""
-    resumed_from_step: int | None = None
-    evaluations: list[dict[str, float]] = field(default_factory=list)
-    train_minutes: float = 0.0
 
 
 class LoraEncoderModel:
@@ -130,10 +118,17 @@ def params_from_json(values: dict[str, Any]) -> LoraEncoderParams:
     return LoraEncoderParams(**(values | {"target_modules": tuple(values["target_modules"])}))
 
 
-def total_steps(params: LoraEncoderParams, train_size: int) -> int:
-    per_epoch = math.ceil(train_size / params.batch_size)
-    steps = params.epochs * per_epoch
-    return min(steps, params.max_steps) if params.max_steps is not None else steps
+def loop_settings(params: LoraEncoderParams) -> LoopSettings:
+    return LoopSettings(
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+        batch_size=params.batch_size,
+        epochs=params.epochs,
+        max_steps=params.max_steps,
+        max_minutes=params.max_minutes,
+        patience=params.patience,
+        checkpoint_every=params.checkpoint_every,
+    )
 
 
 def fit_lora_encoder(
@@ -241,7 +236,11 @@ class _Trainer:
     def _logits(self, rows: Sequence[int]) -> Any:
         return self.head(self._embed(self._batch(rows)))
 
-    def _loss(self, rows: Sequence[int]) -> Any:
+    def parameters(self) -> list[Any]:
+        trainable = [p for p in self.transformer.parameters() if p.requires_grad]
+        return trainable + list(self.head.parameters())
+
+    def loss(self, rows: Sequence[int]) -> Any:
         torch = self.torch
         logits = self._logits(rows)
         target = torch.as_tensor(self.y_index[list(rows)], dtype=torch.long)
@@ -272,7 +271,7 @@ class _Trainer:
             self.head.weight.copy_(torch.from_numpy(head.weight))
             self.head.bias.copy_(torch.from_numpy(head.bias))
 
-    def _evaluate(self, rows: np.ndarray) -> dict[str, float]:
+    def evaluate(self, rows: np.ndarray) -> dict[str, float]:
         torch = self.torch
         self.transformer.eval()
         correct, loss_sum = 0.0, 0.0
@@ -288,7 +287,7 @@ class _Trainer:
         self.transformer.train()
         return {"accuracy": correct / max(len(rows), 1), "loss": loss_sum / max(len(rows), 1)}
 
-    def _trainable(self) -> dict[str, Any]:
+    def trainable(self) -> dict[str, Any]:
         state = {
             f"transformer.{name}": value.detach().clone()
             for name, value in self.transformer.named_parameters()
@@ -302,7 +301,7 @@ class _Trainer:
         )
         return state
 
-    def _restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: dict[str, Any]) -> None:
         with self.torch.no_grad():
             parameters = dict(self.transformer.named_parameters())
             for name, value in state.items():
@@ -324,9 +323,8 @@ class _Trainer:
     ) -> RunInfo:
         from peft import LoraConfig, get_peft_model
 
-        torch, params = self.torch, self.params
-        state_path = checkpoints / STATE_FILE
-        saved = _read_state(state_path, key, say)
+        params = self.params
+        saved = read_state(checkpoints, key, say)
         if saved is None:
             say(f"linear probe: fitting the head on frozen embeddings of {len(train_rows)} texts")
             self._linear_probe(train_rows)
@@ -340,113 +338,19 @@ class _Trainer:
                 bias="none",
             ),
         )
-        parameters = [p for p in self.transformer.parameters() if p.requires_grad]
-        parameters += list(self.head.parameters())
-        optimizer = torch.optim.AdamW(
-            parameters, lr=params.learning_rate, weight_decay=params.weight_decay
-        )
-        per_epoch = math.ceil(len(train_rows) / params.batch_size)
-        steps_total = total_steps(params, len(train_rows))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(0.0, 1.0 - step / max(steps_total, 1))
-        )
-        info = RunInfo(total_steps=steps_total)
-        best: dict[str, Any]
-        best_score: tuple[float, float]
-        bad = 0
-        elapsed_before = 0.0
-        if saved is None:
-            best_score = self._score(held_rows, info, step=0, say=say)
-            best = self._trainable()
-        else:
-            self._restore(saved["trainable"])
-            optimizer.load_state_dict(saved["optimizer"])
-            schedule.load_state_dict(saved["schedule"])
-            torch.set_rng_state(saved["torch_rng"])
-            info = RunInfo(**saved["info"])
-            info.resumed_from_step = info.steps
-            best, best_score, bad = saved["best"], tuple(saved["best_score"]), saved["bad"]
-            elapsed_before = info.train_minutes * 60
-            say(f"resuming from the checkpoint at step {info.steps} of {steps_total}")
-
-        def elapsed_minutes() -> float:
-            return (elapsed_before + time.perf_counter() - started) / 60
-
-        def checkpoint() -> None:
-            info.train_minutes = elapsed_minutes()
-            _write_state(
-                state_path,
-                {
-                    "key": key,
-                    "trainable": self._trainable(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "info": asdict(info),
-                    "best": best,
-                    "best_score": list(best_score),
-                    "bad": bad,
-                },
-            )
-
-        started = time.perf_counter()
         self.transformer.train()
-        running: float | None = None
-        while not info.stopped:
-            if info.steps >= steps_total:
-                info.stopped = "max_steps" if params.max_steps == steps_total else "epochs"
-            elif params.max_minutes is not None and elapsed_minutes() >= params.max_minutes:
-                info.stopped = "max_minutes"
-            if info.stopped:
-                break
-            epoch, offset = divmod(info.steps, per_epoch)
-            order = np.random.default_rng(self.seed + epoch).permutation(train_rows)
-            rows = order[offset * params.batch_size : (offset + 1) * params.batch_size]
-            loss = self._loss(rows)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            info.steps += 1
-            value = loss.item()
-            running = value if running is None else 0.9 * running + 0.1 * value
-            if progress is not None:
-                progress(info.steps, steps_total, f"loss {running:.3f}")
-            out_of_time = params.max_minutes is not None and elapsed_minutes() >= params.max_minutes
-            if info.steps % per_epoch == 0 or info.steps == steps_total or out_of_time:
-                score = self._score(held_rows, info, step=info.steps, say=say)
-                if score > best_score:
-                    best, best_score, bad = self._trainable(), score, 0
-                else:
-                    bad += 1
-                if bad >= params.patience and info.steps < steps_total:
-                    info.stopped = (
-                        f"early stopping ({bad} evaluations without a better held-out score)"
-                    )
-                checkpoint()
-            elif info.steps % params.checkpoint_every == 0:
-                checkpoint()
-        info.best_step = int(
-            max(info.evaluations, key=lambda e: (e["accuracy"], -e["loss"]))["step"]
+        return run_loop(
+            self,
+            loop_settings(params),
+            train_rows,
+            held_rows,
+            checkpoints,
+            key,
+            saved,
+            seed=self.seed,
+            say=say,
+            progress=progress,
         )
-        checkpoint()
-        self._restore(best)
-        say(
-            f"stopped after {info.steps} steps ({info.stopped}); best held-out state at step "
-            f"{info.best_step}"
-        )
-        return info
-
-    def _score(
-        self, held_rows: np.ndarray, info: RunInfo, *, step: int, say: Log
-    ) -> tuple[float, float]:
-        result = self._evaluate(held_rows)
-        info.evaluations.append({"step": step, **result})
-        say(
-            f"step {step}/{info.total_steps}: held-out accuracy {result['accuracy']:.3f}, "
-            f"loss {result['loss']:.3f}"
-        )
-        return (result["accuracy"], -result["loss"])
 
     # --- the result ------------------------------------------------------------------------
     def merged_transformer(self) -> Any:
@@ -457,27 +361,3 @@ class _Trainer:
             self.head.weight.detach().numpy().astype(np.float32).copy(),
             self.head.bias.detach().numpy().astype(np.float32).copy(),
         )
-
-
-def _read_state(path: Path, key: str, say: Log) -> dict[str, Any] | None:
-    import torch
-
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as error:  # a checkpoint is disposable: start over rather than stop
-        say(f"ignoring the unreadable checkpoint {path} ({error}); starting over")
-        return None
-    if state.get("key") != key:
-        say(f"the checkpoint in {path.parent} is for other data or settings; starting over")
-        return None
-    return state
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    import torch
-
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
