@@ -43,7 +43,11 @@ class LlamaCppBackend:
     can_score = True
 
     def __init__(
-        self, path: Path, settings: BackendSettings, model_name: str | None = None
+        self,
+        path: Path,
+        settings: BackendSettings,
+        model_name: str | None = None,
+        lora_path: Path | None = None,
     ) -> None:
         import llama_cpp
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -55,6 +59,8 @@ class LlamaCppBackend:
         self.tolerance = settings.score_tolerance
         self.model_name = model_name or self.path.name
         self.model_sha256 = verified_sha256(self.path)
+        # a GGUF LoRA adapter applied to both contexts (generation and scoring), scale 1
+        self.lora_path = Path(lora_path) if lora_path is not None else None
         threads = settings.threads or os.cpu_count() or 1
         try:
             self.llm = llama_cpp.Llama(
@@ -64,6 +70,7 @@ class LlamaCppBackend:
                 n_threads=threads,
                 n_threads_batch=threads,
                 seed=settings.seed,
+                lora_path=str(self.lora_path) if self.lora_path is not None else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as error:
@@ -100,6 +107,12 @@ class LlamaCppBackend:
         self._ctx = llama_cpp.llama_init_from_model(self.llm.model, params)
         if self._ctx is None:
             raise fail(Errors.E306, path=self.path, detail="could not create a scoring context")
+        if self.lora_path is not None:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.llm._lora_adapter)
+            if llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, (ctypes.c_float * 1)(1)):
+                raise fail(
+                    Errors.E736, path=self.lora_path, base=self.path, detail="set_adapters failed"
+                )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, self._n_seq_max)
         self._fixed: list[int] = []  # the fixed prompt part held by sequence 0
@@ -292,6 +305,7 @@ class LlamaCppBackend:
             "path": str(self.path),
             "size_bytes": self.path.stat().st_size,
             "sha256": self.model_sha256,
+            "lora": str(self.lora_path) if self.lora_path is not None else None,
             "parameters": int(self._lib.llama_model_n_params(self.llm.model)),
             "n_ctx": self.settings.n_ctx,
             "threads": self.settings.threads or os.cpu_count(),
