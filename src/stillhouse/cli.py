@@ -568,20 +568,23 @@ def train(
         ),
     ] = 0.0,
     recipe: Annotated[
-        str, typer.Option(help="linear | encoder | lora-encoder (lora-llm: planned).")
+        str, typer.Option(help="linear | encoder | lora-encoder | lora-llm.")
     ] = "linear",
     quantize: Annotated[
         str | None,
-        typer.Option(help="encoder, lora-encoder: int8 (default, per-channel ONNX) | none (fp32)."),
+        typer.Option(
+            help="encoder, lora-encoder: int8 (default, per-channel ONNX) | none (fp32); "
+            "lora-llm: none (default, GGUF LoRA adapter) | q8_0 | q4_k_m (merged)."
+        ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="lora-encoder: training epochs (default 3).")
+        int | None, typer.Option(help="lora-encoder, lora-llm: training epochs (default 3, 1).")
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="lora-encoder: stop after this many optimizer steps.")
+        int | None, typer.Option(help="LoRA recipes: stop after this many optimizer steps.")
     ] = None,
     max_minutes: Annotated[
-        float | None, typer.Option(help="lora-encoder: stop after this many minutes of training.")
+        float | None, typer.Option(help="LoRA recipes: stop after this many minutes of training.")
     ] = None,
     min_per_label: Annotated[
         int, typer.Option(help="Refuse labels with fewer training examples.")
@@ -618,7 +621,8 @@ def train(
         max_steps=max_steps,
         max_minutes=max_minutes,
     )
-    with progress_reporter("training" if recipe == "lora-encoder" else "embedding") as progress:
+    training = recipe in ("lora-encoder", "lora-llm")
+    with progress_reporter("training" if training else "embedding") as progress:
         summary = run_train(
             load_task(task),
             out_dir,

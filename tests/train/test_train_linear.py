@@ -138,7 +138,7 @@ def test_incomplete_and_incompatible_folders_are_refused_on_load(trained, tmp_pa
             "E701",
             "Unknown recipe `forest`; use one of: linear, encoder",
         ),
-        (TrainSettings(recipe="lora-llm"), "E702", "not available in this version"),
+        (TrainSettings(recipe="lora-llm", quantize="int8"), "E709", "q8_0, q4_k_m"),
         (TrainSettings(recipe="linear", quantize="int8"), "E709", "--quantize int8 does not apply"),
         (TrainSettings(recipe="encoder", quantize="q4_k_m"), "E709", "lora-llm"),
         (

@@ -115,7 +115,7 @@ def test_a_killed_run_resumes_and_writes_a_model_that_runs_without_torch(
         (TrainSettings(recipe="lora-encoder", max_minutes=-1.0), "E708"),
         (TrainSettings(recipe="lora-encoder", epochs=0), "E708"),
         (TrainSettings(recipe="lora-encoder", quantize="q8_0"), "E709"),
-        (TrainSettings(recipe="lora-llm"), "E702"),
+        (TrainSettings(recipe="lora-llm", max_steps=0), "E708"),
     ],
 )
 def test_bad_lora_settings_are_refused_before_any_work(settings: TrainSettings, code: str) -> None:

@@ -121,7 +121,9 @@ class TrainedModel:
             "size_bytes": self.card.get("size_bytes"),
             "quantization": self.card.get("quantization"),
             "temperature": self.temperature,
-            "runtime": "numpy/scipy" if self.card["recipe"] == "linear" else "onnxruntime",
+            "runtime": {"linear": "numpy/scipy", "lora-llm": "llama.cpp"}.get(
+                self.card["recipe"], "onnxruntime"
+            ),
         }
 
 
@@ -133,6 +135,7 @@ def load_model(
     from stillhouse.train.encoder import EncoderModel
     from stillhouse.train.linear import LinearModel
     from stillhouse.train.lora_encoder import LoraEncoderModel
+    from stillhouse.train.lora_llm import LoraLlmModel
 
     folder = Path(path)
     card = read_card(folder)
@@ -152,6 +155,8 @@ def load_model(
         scorer = EncoderModel.load(folder, card["hyper_parameters"], threads)
     elif recipe == "lora-encoder":
         scorer = LoraEncoderModel.load(folder, card["hyper_parameters"], threads)
+    elif recipe == "lora-llm":
+        scorer = LoraLlmModel.load(folder, card, threads)
     else:
         raise fail(
             Errors.E721, path=folder, detail=f"its recipe `{recipe}` is not one this version loads"

@@ -31,14 +31,15 @@ from stillhouse.train.linear import LinearParams, fit_linear, params_to_json
 from stillhouse.train.load import FORMAT, FORMAT_VERSION, Scorer, load_model
 from stillhouse.train.lora_encoder import LoraEncoderParams, fit_lora_encoder
 from stillhouse.train.lora_encoder import params_to_json as lora_params_to_json
+from stillhouse.train.lora_llm import QUANTIZATIONS as LLM_QUANTIZATIONS
+from stillhouse.train.lora_llm import LoraLlmParams, fit_lora_llm
+from stillhouse.train.lora_llm import params_to_json as llm_params_to_json
 from stillhouse.train.measure import available_memory_bytes, held_out_metrics, measure_speed
 from stillhouse.train.split import stratified_holdout
 
-RECIPES = ("linear", "encoder", "lora-encoder")
+RECIPES = ("linear", "encoder", "lora-encoder", "lora-llm")
 # In the plan but not in this version: named so the message says so instead of "unknown".
-PLANNED_RECIPES = {
-    "lora-llm": "LoRA fine-tuning of the LLM is planned",
-}
+PLANNED_RECIPES: dict[str, str] = {}
 # Recipes built on all-MiniLM-L6-v2 (base model in the card, ONNX encoder in the folder).
 ENCODER_RECIPES = ("encoder", "lora-encoder")
 _EXTRA_VERSIONS = ("onnx", "onnxruntime", "tokenizers", "safetensors", "scipy")
@@ -99,7 +100,15 @@ def check_settings(settings: TrainSettings) -> None:
                 recipe="linear",
                 detail="it has no dense network to quantize",
             )
-        if settings.quantize not in QUANTIZATIONS:
+        if settings.recipe == "lora-llm":
+            if settings.quantize not in LLM_QUANTIZATIONS:
+                raise fail(
+                    Errors.E709,
+                    quantize=settings.quantize,
+                    recipe="lora-llm",
+                    detail=f"use one of {', '.join(LLM_QUANTIZATIONS)} (llama.cpp quantizations)",
+                )
+        elif settings.quantize not in QUANTIZATIONS:
             detail = (
                 "q8_0 and q4_k_m are for the lora-llm recipe"
                 if settings.quantize in ("q8_0", "q4_k_m")
@@ -186,7 +195,7 @@ def train(
         task, training.texts, y_index, weights, settings, say, progress, checkpoints
     )
     # lora-encoder stops early on the held-out split, so it cannot be refitted without it
-    refit = settings.refit and settings.recipe != "lora-encoder"
+    refit = settings.refit and settings.recipe not in ("lora-encoder", "lora-llm")
 
     say(f"fitting on {len(train_rows)} examples, calibrating on {len(held_rows)} held out")
     held_model = fit(np.array(train_rows))
@@ -254,6 +263,8 @@ def train(
             "train_seconds": train_seconds,
             "versions": _versions(),
         }
+        if settings.recipe == "lora-llm":  # the base GGUF: name, file, sha256, license
+            card["base_model"] = final.base_model  # type: ignore[attr-defined]
         run_info = getattr(final, "run_info", None)
         if run_info is not None:
             card["training_run"] = asdict(run_info)
@@ -345,6 +356,37 @@ def _recipe(
             )
 
         return fit_rows_lora, lora_params_to_json(lora)
+
+    if settings.recipe == "lora-llm":
+        defaults_llm = LoraLlmParams()
+        llm = LoraLlmParams(
+            quantize=settings.quantize or defaults_llm.quantize,
+            epochs=settings.epochs or defaults_llm.epochs,
+            max_steps=settings.max_steps,
+            max_minutes=settings.max_minutes,
+            checkpoint_every=settings.checkpoint_every or defaults_llm.checkpoint_every,
+            score_tolerance=task.llm.score_tolerance,
+        )
+
+        def fit_rows_llm(rows: np.ndarray) -> Scorer:
+            held = np.setdiff1d(np.arange(len(texts)), rows)
+            return fit_lora_llm(
+                task,
+                texts,
+                y_index,
+                weights,
+                rows,
+                held,
+                llm,
+                checkpoints,
+                seed=settings.seed,
+                threads=settings.threads,
+                log=say,
+                progress=progress,
+                memory_check=memory_check,
+            )
+
+        return fit_rows_llm, llm_params_to_json(llm)
 
     params = EncoderParams(c=settings.c or EncoderParams.c, quantize=settings.quantize or "int8")
     say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 (ONNX, {params.quantize})")
