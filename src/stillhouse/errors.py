@@ -221,6 +221,26 @@ class Errors:
         "task the model was trained for."
     )
     E724 = "The encoder recipes need all-MiniLM-L6-v2 and ONNX Runtime: {detail}. Run `make setup`."
+    # train: lora-llm
+    E730 = (
+        "Recipe `lora-llm` fine-tunes a local GGUF model, but the task's [llm] model is "
+        "{model!r}; set [llm] model to an embedded model ({names}) or a .gguf path."
+    )
+    E731 = (
+        "Model {path} was trained on base model {name} with sha256 {expected}, but {found_path} "
+        "has sha256 {found}; install the base model the card names (or train again on this one)."
+    )
+    E732 = (
+        "Model {path} needs its base model {name} ({file}, sha256 {expected}), which is not "
+        "available here: {detail}."
+    )
+    E733 = (
+        "{path} is a GGUF model of architecture `{architecture}`; recipe `lora-llm` converts "
+        "adapters for: {known}."
+    )
+    E734 = "LoRA target module `{module}` has no llama.cpp tensor name; use some of: {known}."
+    E735 = "llama.cpp could not quantize {path} to {kind} (status {status})."
+    E736 = "llama.cpp could not load the LoRA adapter {path} onto {base}: {detail}."
 
 
 def fail(template: str, **fields: object) -> StillhouseError:
