@@ -17,7 +17,11 @@ from stillhouse.llm.fewshot import embed
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, train
 from stillhouse.train.export import base_model_path, exported_encoder
-from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
+from stillhouse.train.onnx_encoder import (
+    PADDING_SLACK,
+    OnnxSentenceEncoder,
+    _similar_length_batches,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +38,22 @@ def test_onnx_embeddings_match_sentence_transformers() -> None:
     cosine = (int8 * reference).sum(axis=1)
     assert cosine.mean() > 0.99 and cosine.min() > 0.94  # "ok" (3 tokens) is the worst: 0.95
     assert exported_encoder("none").stat().st_size > 3.5 * exported_encoder("int8").stat().st_size
+    # batching by token count: the fp32 vectors are those of each text alone
+    alone = OnnxSentenceEncoder(exported_encoder("none"), tokenizer, threads=2)
+    singles = np.concatenate([alone.embed([text]) for text in texts[-6:]])
+    np.testing.assert_allclose(fp32[-6:], singles, atol=1e-5)
+
+
+def test_batches_keep_padding_within_the_slack() -> None:
+    lengths = [3, 40, 12, 12, 13, 5, 4, 256, 12, 11, 3, 3]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches = list(_similar_length_batches(order, lengths, batch_size=3))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        sizes = [lengths[i] for i in batch]
+        assert len(batch) <= 3
+        assert len(batch) == 1 or max(sizes) * len(batch) <= (1 + PADDING_SLACK) * sum(sizes)
+    assert [len(batch) for batch in batches] == [3, 2, 3, 2, 1, 1]
 
 
 def test_encoder_training_is_reproducible_and_runs_without_torch(tmp_path: Path) -> None:
