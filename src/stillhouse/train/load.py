@@ -147,6 +147,10 @@ def load_model(
             task=task.path or task.name,
             expected=", ".join(task.label_names),
         )
+    if card.get("task", {}).get("kind", "classify") != "classify":
+        from stillhouse.train.structured import load_structured
+
+        return load_structured(folder, card, threads=threads)  # type: ignore[no-any-return]
     recipe = card["recipe"]
     scorer: Scorer
     if recipe == "linear":

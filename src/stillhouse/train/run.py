@@ -169,8 +169,13 @@ def train(
     """Train ``settings.recipe`` on ``data`` (gold labels) or the task's store (label policy),
     write the model folder ``out`` and return its card."""
     say = log or (lambda message: None)
-    if task.kind != "classify":
-        raise fail(Errors.E703, path=task.path or task.name, kind=task.kind)
+    if task.kind != "classify" or settings.recipe == "spacy-ner":
+        # multilabel and span tasks (and the span recipe named for a classify task: E740)
+        from stillhouse.train.structured import train_structured
+
+        return train_structured(
+            task, out, settings, data=data, from_store=from_store, log=log, progress=progress
+        )
     check_settings(settings)
     if (data is None) == (not from_store):
         raise fail(Errors.E707, got="both" if data is not None else "neither")
