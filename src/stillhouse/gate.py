@@ -189,10 +189,8 @@ def _max_p95_latency(value: float, context: _Context) -> GateRow:
     rule, condition = "max_p95_latency_ms", f"≤ {value:g} ms"
     efficiency = context.system.get("efficiency")
     if efficiency is None:
-        detail = (context.system.get("not_measured") or {}).get(
-            "efficiency", "evaluate with --efficiency-sample N (N > 0)"
-        )
-        return _not_measured(rule, value, condition, detail)
+        why = _why_absent(context, "efficiency", "evaluate with --efficiency-sample N (N > 0)")
+        return _not_measured(rule, value, condition, why)
     latency = efficiency["latency_ms"]
     passed = latency["p95"] <= value
     reason = (
@@ -207,10 +205,8 @@ def _max_flip_rate(value: float, context: _Context) -> GateRow:
     rule, condition = "max_flip_rate", f"≤ {value:.3f}"
     robustness = context.system.get("robustness")
     if robustness is None or robustness.get("max_flip_rate") is None:
-        detail = (context.system.get("not_measured") or {}).get(
-            "robustness", "evaluate with --perturb"
-        )
-        return _not_measured(rule, value, condition, detail)
+        why = _why_absent(context, "robustness", "evaluate with --perturb")
+        return _not_measured(rule, value, condition, why)
     name = robustness["max_flip_rate"]["perturbation"]
     flip_rate = robustness["perturbations"][name]["flip_rate"]
     passed = flip_rate["estimate"] <= value
@@ -274,6 +270,11 @@ def _no_significant_regression(value: bool, context: _Context) -> GateRow:
 
 def _not_measured(rule: str, value: Any, condition: str, detail: str) -> GateRow:
     return GateRow(rule, None, value, condition, False, f"{NOT_MEASURED} ({detail})")
+
+
+def _why_absent(context: _Context, section: str, how_to_measure: str) -> str:
+    """evaluate's reason for leaving ``section`` out, else how to measure it."""
+    return (context.system.get("not_measured") or {}).get(section, how_to_measure)
 
 
 _CHECKS: dict[str, Callable[[Any, _Context], GateRow]] = {
