@@ -51,7 +51,7 @@ class SpacyNerParams:
     """Hyper-parameters of the spacy-ner recipe (recorded in the card)."""
 
     epochs: int = 10
-    patience: int = 2
+    patience: int = 3
     batch_size: int = 8
     dropout: float = 0.2
     max_steps: int | None = None
@@ -67,6 +67,7 @@ class RunInfo:
     stopped: str  # "epochs", "early stopping", "max steps" or "max minutes"
     best_epoch: int
     best_f1: float
+    learn_rate: float  # Adam's, from the base pipeline's [training.optimizer]
     f1_per_epoch: list[float]
     loss_per_epoch: list[float]
 
@@ -251,6 +252,7 @@ def _train_loop(
         stopped=stopped,
         best_epoch=best_epoch,
         best_f1=best_f1,
+        learn_rate=float(optimizer.learn_rate),
         f1_per_epoch=f1s,
         loss_per_epoch=losses_per_epoch,
     )
