@@ -578,13 +578,16 @@ def train(
         ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="lora-encoder, lora-llm: training epochs (default 3, 1).")
+        int | None,
+        typer.Option(help="lora-encoder, lora-llm, spacy-ner: training epochs (default 3, 1, 10)."),
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="LoRA recipes: stop after this many optimizer steps.")
+        int | None,
+        typer.Option(help="LoRA recipes, spacy-ner: stop after this many optimizer steps."),
     ] = None,
     max_minutes: Annotated[
-        float | None, typer.Option(help="LoRA recipes: stop after this many minutes of training.")
+        float | None,
+        typer.Option(help="LoRA recipes, spacy-ner: stop after this many minutes of training."),
     ] = None,
     min_per_label: Annotated[
         int, typer.Option(help="Refuse labels with fewer training examples.")
@@ -602,7 +605,8 @@ def train(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
 ) -> None:
-    """Distil labels into a small calibrated model folder with a model card (classify tasks)."""
+    """Distil labels into a small calibrated model folder with a model card (classify tasks;
+    multilabel: linear | encoder, one-vs-rest; spans: --recipe spacy-ner)."""
     from stillhouse.task import load_task
     from stillhouse.train import TrainSettings
     from stillhouse.train import train as run_train
@@ -621,7 +625,7 @@ def train(
         max_steps=max_steps,
         max_minutes=max_minutes,
     )
-    training = recipe in ("lora-encoder", "lora-llm")
+    training = recipe in ("lora-encoder", "lora-llm", "spacy-ner")
     with progress_reporter("training" if training else "embedding") as progress:
         summary = run_train(
             load_task(task),
@@ -665,7 +669,8 @@ def predict(
         typer.Option("--skip-invalid", help="Drop invalid rows (counted) instead of stopping."),
     ] = False,
 ) -> None:
-    """Write {id, label, probs} rows for every text: the predictions file evaluate reads."""
+    """Write {id, label, probs} rows for every text ({id, labels, probs} for multilabel models,
+    {id, spans} for span models): the predictions file evaluate reads."""
     from stillhouse.task import load_task
     from stillhouse.train.predict import predict_file
 

@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,24 @@ def test_bad_span_data_and_recipes_are_refused(tmp_path: Path) -> None:
     few = refused(TrainSettings(recipe="spacy-ner", min_per_label=15), good)
     assert few.code == "E741" and "span(s)" in str(few)
     assert not (tmp_path / "m").exists()
+
+
+def test_same_seed_and_data_give_the_same_pipeline(tmp_path: Path) -> None:
+    task = load_task(write_task(tmp_path / "task", task_text("pii", "spans", "spans", TYPES)))
+    write_jsonl(tmp_path / "train.jsonl", presidio_spans(0, 60, TYPES))
+    short = TrainSettings(
+        recipe="spacy-ner",
+        epochs=1,
+        max_steps=4,
+        min_per_label=1,
+        latency_texts=5,
+        throughput_texts=10,
+    )
+    hashes = [
+        train(task, tmp_path / name, short, data=tmp_path / "train.jsonl").card["model_sha256"]
+        for name in ("a", "b")
+    ]
+    other = train(task, tmp_path / "c", replace(short, seed=1), data=tmp_path / "train.jsonl").card[
+        "model_sha256"
+    ]
+    assert hashes[0] == hashes[1] != other
