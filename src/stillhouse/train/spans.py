@@ -139,10 +139,10 @@ def fit_spans(
     held_gold = [answers.answers[i] for i in held_rows]
     labels = set(task.label_names)
     say(f"fine-tuning spaCy NER on {len(train_rows)} examples, early stopping on {len(held_rows)}")
-    info, best = _train_loop(nlp, examples, held_texts, held_gold, labels, params, settings.seed)
+    info, best = _train_loop(
+        nlp, examples, held_texts, held_gold, labels, params, settings.seed, progress
+    )
     ner.from_bytes(best)
-    if progress is not None:
-        progress(info.steps, info.steps, f"best F1 {info.best_f1:.3f}")
     predicted = [list(spans) for spans in predict_spans(nlp, held_texts, labels)]
     indices = resample_indices(len(held_rows), N_RESAMPLES, settings.seed)
     core, _ = span_results(held_gold, predicted, indices)  # type: ignore[arg-type]
@@ -202,8 +202,11 @@ def _train_loop(
     labels: set[str],
     params: SpacyNerParams,
     seed: int,
+    progress: Callable[..., None] | None = None,
 ) -> tuple[RunInfo, bytes]:
-    """Epochs of minibatch updates; after each, the held-out strict F1 decides the best state."""
+    """Epochs of minibatch updates; after each, the held-out strict F1 decides the best state.
+    ``progress(step, total, note)`` after every update (total: the epochs' updates, or
+    ``max_steps`` when smaller)."""
     from spacy.util import minibatch
 
     from stillhouse.evaluate.accuracy import span_metrics
@@ -216,6 +219,9 @@ def _train_loop(
     losses_per_epoch: list[float] = []
     steps, stopped, started = 0, "epochs", time.perf_counter()
     rng = random.Random(seed)
+    total = params.epochs * -(-len(examples) // params.batch_size)
+    if params.max_steps is not None:
+        total = min(total, params.max_steps)
     for epoch in range(1, params.epochs + 1):
         order = list(examples)
         rng.shuffle(order)
@@ -223,6 +229,8 @@ def _train_loop(
         for batch in minibatch(order, size=params.batch_size):
             nlp.update(batch, drop=params.dropout, sgd=optimizer, losses=losses)
             steps += 1
+            if progress is not None:
+                progress(steps, total, f"epoch {epoch} loss {losses.get('ner', 0.0):.1f}")
             if params.max_steps is not None and steps >= params.max_steps:
                 stopped = "max steps"
                 break
