@@ -72,6 +72,8 @@ def test_the_card_has_per_label_calibration_and_held_out_metrics(trained) -> Non
     calibration = card["calibration"]
     assert set(calibration["temperature"]) == set(TYPES)
     assert all(0.01 <= t <= 100 for t in calibration["temperature"].values())
+    assert set(calibration["not_fitted"]) <= set(TYPES)
+    assert all(calibration["temperature"][label] == 1.0 for label in calibration["not_fitted"])
     assert calibration["threshold"] == 0.5 and calibration["threshold_tuned"] is False
     assert 0 <= calibration["ece_after"] <= 0.2 and 0 <= calibration["ece_before"] <= 1
     held = card["held_out"]
@@ -231,5 +233,10 @@ def test_incomplete_folder_and_other_labels_are_refused_on_load(trained, tmp_pat
         write_task(tmp_path / "other", task_text("o", "multilabel", "labels", TYPES[:3]))
     )
     assert error_of(lambda: load_model(copy, task=other)).code == "E723"
+    card = json.loads((copy / "card.json").read_text(encoding="utf-8"))
+    del card["calibration"]["temperature"]["GPE"]
+    (copy / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    no_temperature = error_of(lambda: load_model(copy))
+    assert no_temperature.code == "E721" and "temperature" in str(no_temperature)
     (copy / "weights.safetensors").write_bytes(b"cut short")
     assert error_of(lambda: load_model(copy)).code == "E721"

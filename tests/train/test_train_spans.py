@@ -29,6 +29,8 @@ from structured_data import (
 from train_data import NUSAX_TASK, nusax_train, write_task
 
 from stillhouse.data.io import read_examples, write_jsonl
+from stillhouse.data.records import Annotation, Example, Span
+from stillhouse.data.store import Store
 from stillhouse.errors import StillhouseError
 from stillhouse.evaluate.accuracy import span_metrics
 from stillhouse.evaluate.run import evaluate
@@ -36,6 +38,7 @@ from stillhouse.predictors import open_systems
 from stillhouse.provenance import file_sha256
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, load_model, train
+from stillhouse.train.answers import from_store as span_answers_from_store
 from stillhouse.train.spans import SpanModel, base_pipeline, predict_spans
 
 pytestmark = pytest.mark.slow
@@ -239,3 +242,30 @@ def test_same_seed_and_data_give_the_same_pipeline(tmp_path: Path) -> None:
         "model_sha256"
     ]
     assert hashes[0] == hashes[1] != other
+
+
+def test_span_answers_from_a_store(tmp_path: Path) -> None:
+    """Gold > human > LLM for span answers; LLM spans carry no probabilities (weight 1)."""
+    task = load_task(write_task(tmp_path, task_text("pii", "spans", "spans", TYPES)))
+    rows = [row for row in presidio_spans(0, 20, TYPES) if row["spans"]][:3]
+
+    def spans(row: dict, label: str | None = None) -> tuple[Span, ...]:
+        return tuple(
+            Span(s["start"], s["end"], label or s["label"], row["text"][s["start"] : s["end"]])
+            for s in row["spans"]
+        )
+
+    examples = [Example(row["id"], row["text"]) for row in rows]
+    annotations = [
+        Annotation(rows[0]["id"], "human:ana", spans(rows[0]), created_at=2.0),
+        Annotation(rows[0]["id"], "llm:qwen@abc", spans(rows[0], "GPE"), created_at=3.0),
+        Annotation(rows[1]["id"], "llm:qwen@abc", spans(rows[1]), created_at=1.0),
+    ]
+    with Store(task.store_path) as store:
+        store.add_examples(examples, task.kind)
+        store.add_annotations(annotations, task.kind)
+    answers = span_answers_from_store(task, "best", min_llm_confidence=0.9)
+    assert answers.ids == [rows[0]["id"], rows[1]["id"]]
+    assert answers.answers == [spans(rows[0]), spans(rows[1])]
+    assert answers.weights == [1.0, 1.0] and answers.sources == ["human", "llm"]
+    assert answers.mix == {"human": 1, "llm": 1, "llm_without_probabilities": 1, "unlabelled": 1}

@@ -36,7 +36,8 @@ from stillhouse.train.structured import Fitted
 THRESHOLD = 0.5
 N_RESAMPLES = 1000
 CALIBRATION_METHOD = (
-    "per-label temperature scaling on the held-out split (binary NLL); a label is predicted "
+    "per-label temperature scaling on the held-out split (binary NLL; T = 1 for the labels in "
+    "not_fitted: one class only or already perfectly separated there); a label is predicted "
     "when its calibrated probability is at least the threshold"
 )
 
@@ -81,17 +82,24 @@ def fit_ovr_head(
 
 def fit_temperatures(logits: np.ndarray, indicator: np.ndarray) -> np.ndarray:
     """One temperature per label (shape (k,)) minimising the binary NLL of sigmoid(z / T) on
-    held-out ``logits`` (n, k); 1 for a label whose held-out column is all one class (nothing
-    to fit: NLL would push T to a bound)."""
+    held-out ``logits`` (n, k). A label is left at T = 1 where there is nothing to fit: its
+    held-out column is all one class, or the logits' signs already separate it perfectly (the
+    NLL would then fall all the way to the lowest temperature searched, 0.01, and turn every
+    probability into 0 or 1 on the strength of a small split)."""
     temperatures = np.ones(logits.shape[1])
     for k in range(logits.shape[1]):
         column = indicator[:, k]
-        if column.all() or not column.any():
+        if column.all() or not column.any() or unfitted(logits[:, k], column):
             continue
         # sigmoid(z / T) is the softmax of (0, z / T): the multiclass fit on two columns
         pairs = np.stack([np.zeros(len(column)), logits[:, k]], axis=1)
         temperatures[k] = fit_temperature(pairs, column.astype(np.int64))
     return temperatures
+
+
+def unfitted(logits: np.ndarray, column: np.ndarray) -> bool:
+    """Whether one label's held-out logits are perfectly separated at 0 (nothing to fit)."""
+    return bool((logits[column] > 0).all() and (logits[~column] < 0).all())
 
 
 def probabilities(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
@@ -152,6 +160,13 @@ def fit_multilabel(
     calibration = {
         "method": CALIBRATION_METHOD,
         "temperature": {label: float(t) for label, t in zip(labels, temperatures, strict=True)},
+        "not_fitted": [
+            label
+            for k, label in enumerate(labels)
+            if held_truth[:, k].all()
+            or not held_truth[:, k].any()
+            or unfitted(held_logits[:, k], held_truth[:, k])
+        ],
         "threshold": THRESHOLD,
         "threshold_tuned": False,
         "ece_before": decision_ece(probabilities(held_logits, np.ones(len(labels))), held_truth),

@@ -234,8 +234,10 @@ def render_structured_readme(card: dict[str, Any]) -> str:
     ]
     if kind == "multilabel":
         temperatures = calibration["temperature"].values()
+        kept = calibration.get("not_fitted") or []
+        kept_note = f" (T = 1, nothing to fit: {', '.join(kept)})" if kept else ""
         lines += [
-            f"| calibration | {calibration['method']}; temperatures {min(temperatures):.3f}–{max(temperatures):.3f}; "
+            f"| calibration | {calibration['method']}; temperatures {min(temperatures):.3f}–{max(temperatures):.3f}{kept_note}; "
             f"held-out ECE over label decisions {calibration['ece_before']:.3f} → {calibration['ece_after']:.3f} "
             f"(10 equal-mass bins, n={calibration['held_out']} texts); threshold {calibration['threshold']:g} |",
             f"| held-out subset accuracy | {_interval(held['accuracy'])}, n={held['n']} |",
