@@ -141,6 +141,12 @@ def fit_spans(
         nlp, examples, held_texts, held_gold, labels, params, settings.seed, progress
     )
     ner.from_bytes(best)
+    # the base's OntoNotes scores and description would describe another model
+    nlp.meta["performance"] = {}
+    nlp.meta["description"] = (
+        f"{BASE_MODEL}'s NER fine-tuned by stillhouse on task {task.name!r} "
+        f"(labels: {', '.join(task.label_names)}); see the model card one folder up"
+    )
     predicted = [list(spans) for spans in predict_spans(nlp, held_texts, labels)]
     indices = resample_indices(len(held_rows), N_RESAMPLES, settings.seed)
     core, _ = span_results(held_gold, predicted, indices)  # type: ignore[arg-type]
