@@ -263,11 +263,13 @@ def loop_settings(params: LoraLlmParams) -> LoopSettings:
 
 @dataclass(frozen=True)
 class Encoded:
-    """Training sequences as llama.cpp tokenizes them: per text the prompt tokens, and per
-    label its reply tokens."""
+    """Training sequences as llama.cpp tokenizes them: per text the prompt tokens, per label its
+    reply tokens, and the prompt part every text shares (system message, instructions, labels,
+    fixed examples: computed once per batch in training)."""
 
     prompts: list[list[int]]
     continuations: list[list[int]]
+    shared: list[int]
 
 
 def encode(
@@ -275,16 +277,18 @@ def encode(
 ) -> Encoded:
     backend = open_scoring(base, task, params, threads, None)
     try:
-        prompts = []
+        prompts, fixed_parts = [], set()
         for text in texts:
             fixed, variable = backend.prompt_tokens(
                 build_prompt(task, backend.truncate(text, params.max_text_tokens)[0])
             )
             prompts.append(fixed + variable)
+            fixed_parts.add(tuple(fixed))
         continuations = backend.label_continuations(task.label_names)
     finally:
         backend.close()
-    return Encoded(prompts, continuations)
+    shared = list(fixed_parts.pop()) if len(fixed_parts) == 1 else []
+    return Encoded(prompts, continuations, shared)
 
 
 def training_memory_bytes(config: Any, trainable: int, batch: int, length: int, reply: int) -> int:
@@ -512,19 +516,37 @@ class LlmTrainer:
     # --- the model --------------------------------------------------------------------------
     def reply_log_probs(self, sequences: Sequence[tuple[list[int], list[int]]]) -> list[Any]:
         """Per (prompt, reply) pair: the log-probabilities of the reply tokens after the prompt.
-        Left-padded, so every reply ends the row and only the last positions need logits."""
+
+        The shared prompt part is run once and its key/value cache repeated for every row (the
+        gradient flows through it); the rest is left-padded after it, so every reply ends its
+        row and only the last positions need logits."""
         torch = self.torch
-        length = max(len(p) + len(r) for p, r in sequences)
+        shared = self.encoded.shared
+        if not all(prompt[: len(shared)] == shared for prompt, _ in sequences):
+            shared = []
+        tails = [prompt[len(shared) :] + reply for prompt, reply in sequences]
+        length = max(len(tail) for tail in tails)
         keep = max(len(r) for _, r in sequences) + 1
         ids = torch.zeros((len(sequences), length), dtype=torch.long)
-        mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        for row, (prompt, reply) in enumerate(sequences):
-            tokens = prompt + reply
-            ids[row, length - len(tokens) :] = torch.as_tensor(tokens)
-            mask[row, length - len(tokens) :] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        mask = torch.zeros((len(sequences), len(shared) + length), dtype=torch.long)
+        mask[:, : len(shared)] = 1
+        for row, tail in enumerate(tails):
+            ids[row, length - len(tail) :] = torch.as_tensor(tail)
+            mask[row, len(shared) + length - len(tail) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, len(shared) :]
+        cache = None
+        if shared:
+            cache = self.model(
+                input_ids=torch.as_tensor([shared]), use_cache=True, logits_to_keep=1
+            ).cache
+            cache.batch_repeat_interleave(len(sequences))
         logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=cache is not None,
+            logits_to_keep=keep,
         ).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         result = []
