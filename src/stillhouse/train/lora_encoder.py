@@ -22,24 +22,26 @@ ONNX Runtime and `tokenizers` only.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stillhouse.provenance import json_sha256
+from stillhouse.train import lora_loop
 from stillhouse.train.encoder import load_onnx_with_head, save_onnx_with_head
 from stillhouse.train.export import base_model_path, export_onnx, quantize_int8
 from stillhouse.train.head import LinearHead, fit_head
 from stillhouse.train.lora_loop import (
-    Log,
-    LoopSettings,
-    Progress,
+    LoraParams,
+    RunContext,
     RunInfo,
+    loop_settings,
+    params_to_json,
+    prepare_torch,
     read_state,
     run_loop,
 )
@@ -49,22 +51,12 @@ FILES = ("encoder.onnx", "tokenizer.json", "head.safetensors")
 
 
 @dataclass(frozen=True)
-class LoraEncoderParams:
-    """Hyper-parameters of the lora-encoder recipe (recorded in the card)."""
+class LoraEncoderParams(LoraParams):
+    """Hyper-parameters of the lora-encoder recipe (recorded in the card): LoraParams' defaults
+    (r 8, alpha 16, dropout 0.1, lr 5e-4, batch 16, 3 epochs, patience 2) and these."""
 
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.1
     target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    batch_size: int = 16
     max_length: int = 64
-    epochs: int = 3
-    max_steps: int | None = None
-    max_minutes: float | None = None
-    patience: int = 2
-    checkpoint_every: int = 50
     head_c: float = 10.0
     quantize: str = "int8"
     pooling: str = "mean"
@@ -108,27 +100,8 @@ class LoraEncoderModel:
         return cls(encoder, head, params, folder / "encoder.onnx", folder / "tokenizer.json")
 
 
-def params_to_json(params: LoraEncoderParams) -> dict[str, Any]:
-    values = asdict(params)
-    values["target_modules"] = list(params.target_modules)
-    return values
-
-
 def params_from_json(values: dict[str, Any]) -> LoraEncoderParams:
-    return LoraEncoderParams(**(values | {"target_modules": tuple(values["target_modules"])}))
-
-
-def loop_settings(params: LoraEncoderParams) -> LoopSettings:
-    return LoopSettings(
-        learning_rate=params.learning_rate,
-        weight_decay=params.weight_decay,
-        batch_size=params.batch_size,
-        epochs=params.epochs,
-        max_steps=params.max_steps,
-        max_minutes=params.max_minutes,
-        patience=params.patience,
-        checkpoint_every=params.checkpoint_every,
-    )
+    return lora_loop.params_from_json(LoraEncoderParams, values)
 
 
 def fit_lora_encoder(
@@ -139,25 +112,12 @@ def fit_lora_encoder(
     train_rows: np.ndarray,
     held_rows: np.ndarray,
     params: LoraEncoderParams,
-    checkpoints: Path,
-    *,
-    seed: int = 0,
-    threads: int | None = None,
-    log: Log | None = None,
-    progress: Progress | None = None,
+    run: RunContext,
 ) -> LoraEncoderModel:
     """Fine-tune on ``train_rows`` (indices into ``texts``), stop early on ``held_rows``, merge,
-    export and return the model. ``checkpoints``: the folder to resume from and save into (kept
-    until the caller removes it after a complete model folder is written)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    import transformers
-
-    say = log or (lambda message: None)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    torch.manual_seed(seed)
+    export and return the model."""
+    checkpoints, seed, threads, say = run.checkpoints, run.seed, run.threads, run.say
+    prepare_torch(threads, seed)
     source = base_model_path()
     trainer = _Trainer(texts, y_index, weights, n_labels, params, source, seed)
     key = json_sha256(
@@ -172,7 +132,7 @@ def fit_lora_encoder(
         }
     )
     checkpoints.mkdir(parents=True, exist_ok=True)
-    info = trainer.run(train_rows, held_rows, checkpoints, key, say, progress)
+    info = trainer.run(train_rows, held_rows, key, run)
 
     say(f"merging the adapters and exporting to ONNX ({params.quantize})")
     merged = checkpoints / "merged"
@@ -316,41 +276,19 @@ class _Trainer:
         self,
         train_rows: np.ndarray,
         held_rows: np.ndarray,
-        checkpoints: Path,
         key: str,
-        say: Log,
-        progress: Progress | None,
+        run: RunContext,
     ) -> RunInfo:
-        from peft import LoraConfig, get_peft_model
-
         params = self.params
-        saved = read_state(checkpoints, key, say)
+        saved = read_state(run.checkpoints, key, run.say)
         if saved is None:
-            say(f"linear probe: fitting the head on frozen embeddings of {len(train_rows)} texts")
+            run.say(
+                f"linear probe: fitting the head on frozen embeddings of {len(train_rows)} texts"
+            )
             self._linear_probe(train_rows)
-        self.transformer = get_peft_model(
-            self.transformer,
-            LoraConfig(
-                r=params.rank,
-                lora_alpha=params.alpha,
-                lora_dropout=params.dropout,
-                target_modules=list(params.target_modules),
-                bias="none",
-            ),
-        )
+        self.transformer = lora_loop.with_lora(self.transformer, params)
         self.transformer.train()
-        return run_loop(
-            self,
-            loop_settings(params),
-            train_rows,
-            held_rows,
-            checkpoints,
-            key,
-            saved,
-            seed=self.seed,
-            say=say,
-            progress=progress,
-        )
+        return run_loop(self, loop_settings(params), train_rows, held_rows, key, saved, run)
 
     # --- the result ------------------------------------------------------------------------
     def merged_transformer(self) -> Any:

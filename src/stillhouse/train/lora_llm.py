@@ -27,10 +27,9 @@ folder then holds ``model.gguf`` instead of the adapter and needs no base file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,8 @@ from stillhouse.llm.backend import BackendSettings
 from stillhouse.llm.prompts import build_prompt
 from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
-from stillhouse.train import gguf_lora
-from stillhouse.train.lora_loop import (
-    Log,
-    LoopSettings,
-    Progress,
-    RunInfo,
-    read_state,
-    run_loop,
-)
+from stillhouse.train import gguf_lora, lora_loop
+from stillhouse.train.lora_loop import LoraParams, RunContext, RunInfo
 
 ADAPTER_FILE = "adapter.gguf"
 MERGED_FILE = "model.gguf"
@@ -61,22 +53,19 @@ MemoryCheck = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
-class LoraLlmParams:
-    """Hyper-parameters of the lora-llm recipe (recorded in the card)."""
+class LoraLlmParams(LoraParams):
+    """Hyper-parameters of the lora-llm recipe (recorded in the card): LoraParams' with these
+    defaults, and the recipe's own."""
 
-    rank: int = 8
-    alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 8
-    max_text_tokens: int = 96
     epochs: int = 1
-    max_steps: int | None = None
-    max_minutes: float | None = None
     patience: int = 3
     checkpoint_every: int = 10
+    max_text_tokens: int = 96
     eval_every: int = 50
     score_tolerance: float = 0.05
     quantize: str = "none"
@@ -234,31 +223,8 @@ class LoraLlmModel:
         return cls(backend, task, params, folder / MERGED_FILE, card["base_model"])
 
 
-def params_to_json(params: LoraLlmParams) -> dict[str, Any]:
-    values = asdict(params)
-    values["target_modules"] = list(params.target_modules)
-    return values
-
-
 def params_from_json(values: dict[str, Any]) -> LoraLlmParams:
-    known = {
-        name: value for name, value in values.items() if name in LoraLlmParams.__dataclass_fields__
-    }
-    return LoraLlmParams(**(known | {"target_modules": tuple(values["target_modules"])}))
-
-
-def loop_settings(params: LoraLlmParams) -> LoopSettings:
-    return LoopSettings(
-        learning_rate=params.learning_rate,
-        weight_decay=params.weight_decay,
-        batch_size=params.batch_size,
-        epochs=params.epochs,
-        max_steps=params.max_steps,
-        max_minutes=params.max_minutes,
-        patience=params.patience,
-        checkpoint_every=params.checkpoint_every,
-        eval_every=params.eval_every,
-    )
+    return lora_loop.params_from_json(LoraLlmParams, values)
 
 
 @dataclass(frozen=True)
@@ -321,32 +287,20 @@ def fit_lora_llm(
     train_rows: np.ndarray,
     held_rows: np.ndarray,
     params: LoraLlmParams,
-    checkpoints: Path,
-    *,
-    seed: int = 0,
-    threads: int | None = None,
-    log: Log | None = None,
-    progress: Progress | None = None,
+    run: RunContext,
     memory_check: MemoryCheck | None = None,
 ) -> LoraLlmModel:
     """Fine-tune the task's LLM on ``train_rows``, evaluate and stop early on ``held_rows``, and
     return the model (adapter on the base, or merged and re-quantized)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    import transformers
-
     from stillhouse.train.hf_from_gguf import hf_folder
 
-    say = log or (lambda message: None)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-    torch.manual_seed(seed)
+    say = run.say
+    lora_loop.prepare_torch(run.threads, run.seed)
     base = resolve_base(task.llm.model)
     layout = gguf_lora.base_layout(base.path)
     shaping = prompt_task(task)
     say(f"tokenizing {len(texts)} prompts with llama.cpp ({base.name})")
-    encoded = encode(base.path, shaping, texts, params, threads)
+    encoded = encode(base.path, shaping, texts, params, run.threads)
     say(f"loading {base.name} into transformers (fp32; converted once and cached)")
     source = hf_folder(base.path, base.sha256)
     trainer = LlmTrainer(source, encoded, y_index, weights, params)
@@ -368,48 +322,38 @@ def fit_lora_llm(
             "weights": weights.tolist(),
             "train": train_rows.tolist(),
             "held": held_rows.tolist(),
-            "params": params_to_json(params),
-            "seed": seed,
+            "params": lora_loop.params_to_json(params),
+            "seed": run.seed,
         }
     )
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
     trainer.evaluator = _HeldOutScorer(
         base.path,
         shaping,
         [texts[i] for i in held_rows],
         y_index[held_rows],
         params,
-        threads,
+        run.threads,
         layout,
-        checkpoints / "eval-adapter.gguf",
+        run.checkpoints / "eval-adapter.gguf",
         trainer,
     )
-    saved = read_state(checkpoints, key, say)
-    info = run_loop(
-        trainer,
-        loop_settings(params),
-        train_rows,
-        held_rows,
-        checkpoints,
-        key,
-        saved,
-        seed=seed,
-        say=say,
-        progress=progress,
-    )
+    saved = lora_loop.read_state(run.checkpoints, key, say)
+    settings = lora_loop.loop_settings(params)
+    info = lora_loop.run_loop(trainer, settings, train_rows, held_rows, key, saved, run)
     tensors = gguf_lora.adapter_tensors(trainer.lora_state(), layout)
-    adapter = checkpoints / ADAPTER_FILE
+    adapter = run.checkpoints / ADAPTER_FILE
     gguf_lora.write_adapter(adapter, tensors, layout, params.alpha)
     if params.quantize == "none":
-        backend = open_scoring(base.path, shaping, params, threads, adapter)
+        backend = open_scoring(base.path, shaping, params, run.threads, adapter)
         return LoraLlmModel(backend, shaping, params, adapter, base.to_json(), info)
     say(f"merging the adapter into {base.name} and re-quantizing to {params.quantize}")
-    merged_f32 = checkpoints / "merged-f32.gguf"
-    merged = checkpoints / f"merged-{params.quantize}.gguf"
+    merged_f32 = run.checkpoints / "merged-f32.gguf"
+    merged = run.checkpoints / f"merged-{params.quantize}.gguf"
     gguf_lora.write_merged(base.path, tensors, params.alpha, merged_f32, dequantize_all=True)
-    gguf_lora.quantize(merged_f32, merged, params.quantize, threads)
+    gguf_lora.quantize(merged_f32, merged, params.quantize, run.threads)
     merged_f32.unlink()
-    backend = open_scoring(merged, shaping, params, threads, None)
+    backend = open_scoring(merged, shaping, params, run.threads, None)
     return LoraLlmModel(backend, shaping, params, merged, base.to_json(), info)
 
 
@@ -461,23 +405,12 @@ class LlmTrainer:
         params: LoraLlmParams,
     ) -> None:
         import torch
-        from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM
 
         self.torch = torch
         self.encoded, self.y_index, self.weights, self.params = encoded, y_index, weights, params
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
-        self.model = get_peft_model(
-            model,
-            LoraConfig(
-                r=params.rank,
-                lora_alpha=params.alpha,
-                lora_dropout=params.dropout,
-                target_modules=list(params.target_modules),
-                bias="none",
-                task_type="CAUSAL_LM",
-            ),
-        )
+        self.model = lora_loop.with_lora(model, params, task_type="CAUSAL_LM")
         self.model.train()
         self.evaluator: Callable[[], dict[str, float]] | None = None
 

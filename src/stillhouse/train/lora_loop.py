@@ -16,9 +16,9 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,42 @@ STATE_FILE = "state.pt"
 Log = Callable[[str], None]
 # called as progress(step, total_steps, note) with the running loss in the note
 Progress = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    """The hyper-parameters every LoRA recipe has (recipes subclass it, add their own and change
+    defaults; all are recorded in the card)."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = ()
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    epochs: int = 3
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    patience: int = 2
+    checkpoint_every: int = 50
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and how a LoRA run goes: the checkpoint folder it resumes from and saves into (kept
+    until the caller removes it after a complete model folder is written), the seed, torch
+    threads, and the log and progress callbacks."""
+
+    checkpoints: Path
+    seed: int = 0
+    threads: int | None = None
+    log: Log | None = None
+    progress: Progress | None = None
+
+    def say(self, message: str) -> None:
+        if self.log is not None:
+            self.log(message)
 
 
 @dataclass(frozen=True)
@@ -72,6 +108,57 @@ class Trainable(Protocol):
     def restore(self, state: dict[str, Any]) -> None: ...
 
 
+P = TypeVar("P", bound=LoraParams)
+
+
+def loop_settings(params: LoraParams) -> LoopSettings:
+    """The loop's settings from a recipe's hyper-parameters (a dataclass with the same names)."""
+    return LoopSettings(
+        **{f.name: getattr(params, f.name) for f in fields(LoopSettings) if hasattr(params, f.name)}
+    )
+
+
+def params_to_json(params: LoraParams) -> dict[str, Any]:
+    """A recipe's LoRA hyper-parameters as card JSON."""
+    values = asdict(params)
+    values["target_modules"] = list(params.target_modules)
+    return values
+
+
+def params_from_json(kind: type[P], values: dict[str, Any]) -> P:
+    """The hyper-parameters of type ``kind`` back from card JSON (unknown keys ignored)."""
+    known = {f.name for f in fields(kind)}
+    chosen = {name: value for name, value in values.items() if name in known}
+    return kind(**(chosen | {"target_modules": tuple(values["target_modules"])}))
+
+
+def with_lora(model: Any, params: LoraParams, **options: Any) -> Any:
+    """``model`` wrapped by PEFT with LoRA adapters as ``params`` say (no bias training)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=params.rank,
+        lora_alpha=params.alpha,
+        lora_dropout=params.dropout,
+        target_modules=list(params.target_modules),
+        bias="none",
+        **options,
+    )
+    return get_peft_model(model, config)
+
+
+def prepare_torch(threads: int | None, seed: int) -> None:
+    """Offline transformers without progress bars, torch threads, and the seed."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.manual_seed(seed)
+
+
 def total_steps(settings: LoopSettings, train_size: int) -> int:
     per_epoch = math.ceil(train_size / settings.batch_size)
     steps = settings.epochs * per_epoch
@@ -109,17 +196,15 @@ def run_loop(
     settings: LoopSettings,
     train_rows: np.ndarray,
     held_rows: np.ndarray,
-    checkpoints: Path,
     key: str,
     saved: dict[str, Any] | None,
-    *,
-    seed: int,
-    say: Log,
-    progress: Progress | None,
+    run: RunContext,
 ) -> RunInfo:
     """Train ``model`` on ``train_rows``, resuming from ``saved`` (see :func:`read_state`);
     leaves the model in its best held-out state and returns what happened."""
     import torch
+
+    checkpoints, seed, say, progress = run.checkpoints, run.seed, run.say, run.progress
 
     checkpoints.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(

@@ -30,10 +30,10 @@ from stillhouse.train.export import BASE_LICENSE, BASE_MODEL, QUANTIZATIONS
 from stillhouse.train.linear import LinearParams, fit_linear, params_to_json
 from stillhouse.train.load import FORMAT, FORMAT_VERSION, Scorer, load_model
 from stillhouse.train.lora_encoder import LoraEncoderParams, fit_lora_encoder
-from stillhouse.train.lora_encoder import params_to_json as lora_params_to_json
 from stillhouse.train.lora_llm import QUANTIZATIONS as LLM_QUANTIZATIONS
 from stillhouse.train.lora_llm import LoraLlmParams, fit_lora_llm
-from stillhouse.train.lora_llm import params_to_json as llm_params_to_json
+from stillhouse.train.lora_loop import RunContext
+from stillhouse.train.lora_loop import params_to_json as lora_params_to_json
 from stillhouse.train.measure import available_memory_bytes, held_out_metrics, measure_speed
 from stillhouse.train.split import stratified_holdout
 
@@ -353,11 +353,7 @@ def _recipe(
                 rows,
                 held,
                 lora,
-                checkpoints,
-                seed=settings.seed,
-                threads=settings.threads,
-                log=say,
-                progress=progress,
+                RunContext(checkpoints, settings.seed, settings.threads, say, progress),
             )
 
         return fit_rows_lora, lora_params_to_json(lora)
@@ -383,15 +379,11 @@ def _recipe(
                 rows,
                 held,
                 llm,
-                checkpoints,
-                seed=settings.seed,
-                threads=settings.threads,
-                log=say,
-                progress=progress,
-                memory_check=memory_check,
+                RunContext(checkpoints, settings.seed, settings.threads, say, progress),
+                memory_check,
             )
 
-        return fit_rows_llm, llm_params_to_json(llm)
+        return fit_rows_llm, lora_params_to_json(llm)
 
     params = EncoderParams(c=settings.c or EncoderParams.c, quantize=settings.quantize or "int8")
     say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 (ONNX, {params.quantize})")
