@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -240,6 +241,23 @@ def test_a_folder_whose_base_model_differs_is_refused(
     with pytest.raises(StillhouseError) as error:
         load_model(copy)
     assert error.value.code == "E732" and "gone.gguf" in error.value.message
+
+
+@pytest.mark.slow
+def test_out_of_memory_prone_settings_are_refused_with_the_estimate(tmp_path: Path) -> None:
+    write_task(tmp_path, TASK)
+    write_jsonl(tmp_path / "train.jsonl", nusax_train(60))
+    with pytest.raises(StillhouseError) as error:
+        train(
+            load_task(tmp_path / "task.toml"),
+            tmp_path / "model",
+            TrainSettings(recipe="lora-llm", max_memory_gb=0.05),
+            data=tmp_path / "train.jsonl",
+        )
+    assert error.value.code == "E710" and "LoRA training of smollm2-135m" in error.value.message
+    needed = float(re.search(r"would need about ([\d.]+) GB", error.value.message)[1])
+    assert 1.0 < needed < 8.0  # 0.54 GB of fp32 weights + activations of 8 × ~150 tokens
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize(

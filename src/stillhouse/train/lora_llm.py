@@ -257,26 +257,35 @@ def encode(
     return Encoded(prompts, continuations, shared)
 
 
-def training_memory_bytes(config: Any, trainable: int, batch: int, length: int, reply: int) -> int:
-    """A rough estimate of training memory: fp32 weights, per-layer activations kept for the
-    backward pass (hidden states, attention scores, feed-forward), the logits of the reply
-    positions, and AdamW state + gradients of the LoRA weights."""
-    total = sum(
-        int(np.prod(shape))
-        for shape in (
-            (config.vocab_size, config.hidden_size),
-            (
-                config.num_hidden_layers,
-                4 * config.hidden_size**2 + 3 * config.hidden_size * config.intermediate_size,
-            ),
-        )
-    )
-    tokens = batch * length
-    per_layer = 16 * config.hidden_size + 4 * config.intermediate_size
-    per_layer += 2 * config.num_attention_heads * length
-    activations = tokens * config.num_hidden_layers * per_layer
-    logits = 3 * batch * (reply + 1) * config.vocab_size
-    return 4 * (total + activations + logits + 4 * trainable)
+def lora_parameter_count(config: Any, params: LoraLlmParams) -> int:
+    """How many weights the LoRA adapters of ``params`` add to a model with this config."""
+    hidden, inner = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    query = config.num_attention_heads * head_dim
+    key_value = getattr(config, "num_key_value_heads", config.num_attention_heads) * head_dim
+    shapes = {
+        "q_proj": (hidden, query),
+        "k_proj": (hidden, key_value),
+        "v_proj": (hidden, key_value),
+        "o_proj": (query, hidden),
+        "gate_proj": (hidden, inner),
+        "up_proj": (hidden, inner),
+        "down_proj": (inner, hidden),
+    }
+    per_layer = sum(params.rank * sum(shapes[module]) for module in params.target_modules)
+    return per_layer * config.num_hidden_layers
+
+
+def training_memory_bytes(config: Any, params: LoraLlmParams, length: int, reply: int) -> int:
+    """A rough upper estimate of training memory: fp32 weights, per-layer activations kept for
+    the backward pass (hidden states, attention scores, feed-forward) of batch × ``length``
+    tokens, the logits of the reply positions, and AdamW state + gradients of the LoRA weights."""
+    hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    weights = config.vocab_size * hidden + layers * (4 * hidden**2 + 3 * hidden * inner)
+    per_layer = 16 * hidden + 4 * inner + 2 * config.num_attention_heads * length
+    activations = params.batch_size * length * layers * per_layer
+    logits = 3 * params.batch_size * (reply + 1) * config.vocab_size
+    return 4 * (weights + activations + logits + 4 * lora_parameter_count(config, params))
 
 
 def fit_lora_llm(
@@ -295,6 +304,9 @@ def fit_lora_llm(
     from stillhouse.train.hf_from_gguf import hf_folder
 
     say = run.say
+    unknown = [m for m in params.target_modules if m not in gguf_lora.GGUF_NAMES]
+    if unknown:
+        raise fail(Errors.E734, module=unknown[0], known=", ".join(gguf_lora.GGUF_NAMES))
     lora_loop.prepare_torch(run.threads, run.seed)
     base = resolve_base(task.llm.model)
     layout = gguf_lora.base_layout(base.path)
@@ -303,16 +315,19 @@ def fit_lora_llm(
     encoded = encode(base.path, shaping, texts, params, run.threads)
     say(f"loading {base.name} into transformers (fp32; converted once and cached)")
     source = hf_folder(base.path, base.sha256)
-    trainer = LlmTrainer(source, encoded, y_index, weights, params)
     if memory_check is not None:
+        from transformers import AutoConfig
+
         length = max(len(encoded.prompts[i]) for i in train_rows)
         reply = max(len(c) for c in encoded.continuations)
         needed = training_memory_bytes(
-            trainer.model.config, trainer.n_trainable(), params.batch_size, length + reply, reply
+            AutoConfig.from_pretrained(str(source)), params, length + reply, reply
         )
         memory_check(
-            needed, f"LoRA training of {base.name} (batch {params.batch_size} × {length} tokens)"
+            needed,
+            f"LoRA training of {base.name} (batch {params.batch_size} × {length + reply} tokens)",
         )
+    trainer = LlmTrainer(source, encoded, y_index, weights, params)
     key = json_sha256(
         {
             "base": base.sha256,
@@ -417,9 +432,6 @@ class LlmTrainer:
     # --- what the loop needs ----------------------------------------------------------------
     def parameters(self) -> list[Any]:
         return [p for p in self.model.parameters() if p.requires_grad]
-
-    def n_trainable(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def loss(self, rows: np.ndarray) -> Any:
         torch = self.torch
