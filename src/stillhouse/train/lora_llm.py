@@ -47,7 +47,11 @@ ADAPTER_FILE = "adapter.gguf"
 MERGED_FILE = "model.gguf"
 PROMPT_FILE = "prompt.json"
 QUANTIZATIONS = ("none", "q8_0", "q4_k_m")
-_PROMPT_FIELDS = {"name", "kind", "instructions", "labels", "examples"}
+# what shapes the prompt and its scoring context: saved as prompt.json in the model folder
+_PROMPT_FIELDS: dict[str, Any] = {
+    **dict.fromkeys(("name", "kind", "instructions", "labels", "examples"), True),
+    "llm": {"n_ctx", "seed"},
+}
 
 MemoryCheck = Callable[[int, str], None]
 
@@ -143,7 +147,7 @@ def find_base(recorded: dict[str, str], folder: Path) -> Path:
 
 
 def prompt_task(task: Task) -> Task:
-    """The part of the task that shapes the prompt (what ``prompt.json`` holds)."""
+    """The part of the task that shapes the prompt and its scoring context (``prompt.json``)."""
     return Task.model_validate(task.model_dump(mode="json", include=_PROMPT_FIELDS))
 
 
@@ -207,7 +211,12 @@ class LoraLlmModel:
         name = ADAPTER_FILE if self.params.quantize == "none" else MERGED_FILE
         shutil.copyfile(self.model_file, folder / name)
         (folder / PROMPT_FILE).write_text(
-            json.dumps(self.task.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n",
+            json.dumps(
+                self.task.model_dump(mode="json", include=_PROMPT_FIELDS),
+                indent=1,
+                ensure_ascii=False,
+            )
+            + "\n",
             encoding="utf-8",
         )
 
