@@ -189,6 +189,10 @@ def test_a_killed_run_resumes_and_beats_the_base_models_zero_shot(trained: dict[
     assert trained["progress"][-1][:2] == (20, 20) and "loss" in trained["progress"][-1][2]
     # step 0 is SmolLM2's zero-shot label scoring of the held-out texts (in llama.cpp)
     zero_shot = run["evaluations"][0]["accuracy"]
+    print(f"held-out evaluations {run['evaluations']}; card {card['held_out']['accuracy']}")
+    print(
+        f"train {card['train_seconds']:.0f} s (fixture {trained['seconds']:.0f} s); speed {card['speed']}"
+    )
     assert card["held_out"]["accuracy"]["estimate"] >= zero_shot + 0.15, run["evaluations"]
     assert card["refit"] is False and card["quantization"] == "none"
     assert card["base_model"]["name"] == "smollm2-135m"

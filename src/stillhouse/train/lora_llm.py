@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,9 @@ class LoraLlmModel:
         run_info: RunInfo | None = None,
     ) -> None:
         self.backend = backend
+        # close llama.cpp when the model goes, or at exit before the interpreter tears down
+        # the modules llama-cpp-python's own finalizer needs
+        weakref.finalize(self, backend.close)
         self.task = task
         self.params = params
         self.model_file = model_file  # adapter.gguf, or model.gguf when merged
