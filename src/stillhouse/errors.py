@@ -202,9 +202,8 @@ class Errors:
     E708 = "Training setting {what} must be {expected}, got {value!r}."
     E709 = "--quantize {quantize} does not apply to recipe `{recipe}`; {detail}."
     E710 = (
-        "Recipe `{recipe}` would need about {needed_gb:.1f} GB of memory for {detail}, but "
-        "{available_gb:.1f} GB is available; use fewer labels or examples, or lower "
-        "--max-features."
+        "Recipe `{recipe}` would need about {needed} of memory for {detail}, but "
+        "{available} is available; {advice}."
     )
     E711 = "The output folder {path} already exists; pick another --out or delete it first."
     E720 = "Model folder {path} does not exist."

@@ -43,6 +43,7 @@ from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
 from stillhouse.train import gguf_lora, lora_loop
 from stillhouse.train.lora_loop import LoraParams, RunContext, RunInfo
+from stillhouse.train.memory import MemoryCheck, transformer_training_bytes
 
 ADAPTER_FILE = "adapter.gguf"
 MERGED_FILE = "model.gguf"
@@ -53,8 +54,6 @@ _PROMPT_FIELDS: dict[str, Any] = {
     **dict.fromkeys(("name", "kind", "instructions", "labels", "examples"), True),
     "llm": {"n_ctx", "seed"},
 }
-
-MemoryCheck = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -290,15 +289,21 @@ def lora_parameter_count(config: Any, params: LoraLlmParams) -> int:
 
 
 def training_memory_bytes(config: Any, params: LoraLlmParams, length: int, reply: int) -> int:
-    """A rough upper estimate of training memory: fp32 weights, per-layer activations kept for
-    the backward pass (hidden states, attention scores, feed-forward) of batch × ``length``
-    tokens, the logits of the reply positions, and AdamW state + gradients of the LoRA weights."""
+    """A rough upper estimate of training memory (:func:`transformer_training_bytes`): fp32
+    weights, activations of batch × ``length`` tokens, the logits of the reply positions, and
+    AdamW state + gradients of the LoRA weights."""
     hidden, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    weights = config.vocab_size * hidden + layers * (4 * hidden**2 + 3 * hidden * inner)
-    per_layer = 16 * hidden + 4 * inner + 2 * config.num_attention_heads * length
-    activations = params.batch_size * length * layers * per_layer
-    logits = 3 * params.batch_size * (reply + 1) * config.vocab_size
-    return 4 * (weights + activations + logits + 4 * lora_parameter_count(config, params))
+    return transformer_training_bytes(
+        weights=config.vocab_size * hidden + layers * (4 * hidden**2 + 3 * hidden * inner),
+        hidden=hidden,
+        inner=inner,
+        heads=config.num_attention_heads,
+        layers=layers,
+        batch=params.batch_size,
+        length=length,
+        trainable=lora_parameter_count(config, params),
+        extra=3 * params.batch_size * (reply + 1) * config.vocab_size,  # reply logits
+    )
 
 
 def fit_lora_llm(

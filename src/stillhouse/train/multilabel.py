@@ -28,7 +28,7 @@ from stillhouse.evaluate.structured import multilabel_results
 from stillhouse.task import Task
 from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.head import ABSENT_LABEL_BIAS, LinearHead
-from stillhouse.train.measure import available_memory_bytes
+from stillhouse.train.memory import encoder_bytes, memory_check
 from stillhouse.train.run import TrainSettings
 from stillhouse.train.structured import Fitted
 
@@ -203,21 +203,6 @@ def _recipe(
 
         params = LinearParams(c=settings.c or LinearParams.c, max_features=settings.max_features)
 
-        def memory_check(needed: int, detail: str) -> None:
-            available = (
-                settings.max_memory_gb * 1e9
-                if settings.max_memory_gb is not None
-                else available_memory_bytes()
-            )
-            if needed > 0.8 * available:
-                raise fail(
-                    Errors.E710,
-                    recipe="linear",
-                    needed_gb=needed / 1e9,
-                    detail=detail,
-                    available_gb=available / 1e9,
-                )
-
         def fit_rows_linear(rows: np.ndarray) -> Any:
             chosen = [texts[i] for i in rows]
             return fit_linear(
@@ -226,7 +211,7 @@ def _recipe(
                 n_labels,
                 weights[rows],
                 params,
-                memory_check,
+                memory_check(settings),
                 head_fitter=fit_ovr_head,
             )
 
@@ -239,6 +224,7 @@ def _recipe(
     encoder_params = EncoderParams(
         c=settings.c or EncoderParams.c, quantize=settings.quantize or "int8"
     )
+    memory_check(settings)(*encoder_bytes(len(texts), n_labels, encoder_params))
     say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 (ONNX, {encoder_params.quantize})")
     encoder = open_encoder(encoder_params, settings.threads)
     features = encoder[0].embed(texts, batch_size=encoder_params.batch_size, progress=progress)

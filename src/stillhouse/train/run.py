@@ -34,7 +34,8 @@ from stillhouse.train.lora_llm import QUANTIZATIONS as LLM_QUANTIZATIONS
 from stillhouse.train.lora_llm import LoraLlmParams, fit_lora_llm
 from stillhouse.train.lora_loop import RunContext
 from stillhouse.train.lora_loop import params_to_json as lora_params_to_json
-from stillhouse.train.measure import available_memory_bytes, held_out_metrics, measure_speed
+from stillhouse.train.measure import held_out_metrics, measure_speed
+from stillhouse.train.memory import encoder_bytes, lora_encoder_bytes, memory_check
 from stillhouse.train.split import stratified_holdout
 
 RECIPES = ("linear", "encoder", "lora-encoder", "lora-llm")
@@ -307,28 +308,14 @@ def _recipe(
     """A function fitting the recipe on some rows (indices into ``texts``), and the recipe's
     hyper-parameters. The encoder embeds every text once here; both fits reuse the vectors."""
     n_labels = len(task.label_names)
-
-    def memory_check(needed: int, detail: str) -> None:
-        available = (
-            settings.max_memory_gb * 1e9
-            if settings.max_memory_gb is not None
-            else available_memory_bytes()
-        )
-        if needed > 0.8 * available:
-            raise fail(
-                Errors.E710,
-                recipe=settings.recipe,
-                needed_gb=needed / 1e9,
-                detail=detail,
-                available_gb=available / 1e9,
-            )
+    check = memory_check(settings)
 
     if settings.recipe == "linear":
         linear = LinearParams(c=settings.c or LinearParams.c, max_features=settings.max_features)
 
         def fit_rows_linear(rows: np.ndarray) -> Scorer:
             chosen = [texts[i] for i in rows]
-            return fit_linear(chosen, y_index[rows], n_labels, weights[rows], linear, memory_check)
+            return fit_linear(chosen, y_index[rows], n_labels, weights[rows], linear, check)
 
         return fit_rows_linear, params_to_json(linear)
 
@@ -342,6 +329,7 @@ def _recipe(
             max_minutes=settings.max_minutes,
             checkpoint_every=settings.checkpoint_every or defaults.checkpoint_every,
         )
+        check(*lora_encoder_bytes(len(texts), n_labels, lora))
 
         def fit_rows_lora(rows: np.ndarray) -> Scorer:
             held = np.setdiff1d(np.arange(len(texts)), rows)
@@ -380,12 +368,13 @@ def _recipe(
                 held,
                 llm,
                 RunContext(checkpoints, settings.seed, settings.threads, say, progress),
-                memory_check,
+                check,
             )
 
         return fit_rows_llm, lora_params_to_json(llm)
 
     params = EncoderParams(c=settings.c or EncoderParams.c, quantize=settings.quantize or "int8")
+    check(*encoder_bytes(len(texts), n_labels, params))
     say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 (ONNX, {params.quantize})")
     encoder = open_encoder(params, settings.threads)
     features = encoder[0].embed(texts, batch_size=params.batch_size, progress=progress)

@@ -1,0 +1,88 @@
+"""E710: every recipe with an estimate refuses settings whose memory estimate exceeds
+``max_memory_gb``, says the estimate and what would lower it, and does so before the expensive
+work (no embedding, no training step, nothing written). lora-llm's refusal is tested in
+test_train_lora_llm.py (it needs the LLM's config)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from structured_data import TYPES, presidio_multilabel, task_text
+from train_data import NUSAX_TASK, nusax_train, write_task
+
+from stillhouse.data.io import write_jsonl
+from stillhouse.errors import StillhouseError
+from stillhouse.task import load_task
+from stillhouse.train import TrainSettings, train
+from stillhouse.train.encoder import EncoderParams
+from stillhouse.train.lora_encoder import LoraEncoderParams
+from stillhouse.train.memory import ADVICE, encoder_bytes, lora_encoder_bytes
+from stillhouse.train.run import RECIPES
+from stillhouse.train.structured import KIND_RECIPES
+
+
+@pytest.mark.parametrize(
+    ("kind", "recipe", "detail"),
+    [
+        ("classify", "linear", "3 labels × "),
+        ("classify", "encoder", "60 texts × 384 embeddings, a 3-label head"),
+        ("classify", "lora-encoder", "LoRA training of all-MiniLM-L6-v2 (batch 16 × 64 tokens"),
+        ("multilabel", "linear", "6 labels × "),
+        ("multilabel", "encoder", "60 texts × 384 embeddings, a 6-label head"),
+    ],
+)
+def test_a_tiny_memory_budget_refuses_before_any_expensive_work(
+    tmp_path: Path, kind: str, recipe: str, detail: str
+) -> None:
+    if kind == "classify":
+        write_task(tmp_path, NUSAX_TASK)
+        rows = nusax_train(60)
+    else:
+        write_task(tmp_path, task_text("pii-kinds", "multilabel", "labels", TYPES))
+        rows = presidio_multilabel(0, 60)
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    said: list[str] = []
+    steps: list[tuple] = []
+    with pytest.raises(StillhouseError) as error:
+        train(
+            load_task(tmp_path / "task.toml"),
+            tmp_path / "model",
+            TrainSettings(recipe=recipe, max_memory_gb=0.001),
+            data=tmp_path / "train.jsonl",
+            log=said.append,
+            progress=lambda *args: steps.append(args),
+        )
+    message = error.value.message
+    assert error.value.code == "E710", message
+    assert f"Recipe `{recipe}` would need about" in message and detail in message
+    assert message.endswith(f"available; {ADVICE[recipe]}.")
+    number, unit = re.search(r"would need about ([\d.]+) ([MG]B)", message).groups()
+    assert 0.0 < float(number) * (1e6 if unit == "MB" else 1e9) < 2e9, message
+    assert "but 1 MB is available" in message
+    # refused before embedding or training (linear: once the TF-IDF vocabulary is known, before
+    # the head's fit): nothing embedded, no step, no folder, no temporary folder
+    assert not steps and not any("embedding" in line for line in said)
+    assert recipe == "linear" or not any("fitting" in line for line in said)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["task.toml", "train.jsonl"]
+
+
+def test_every_recipe_has_its_own_advice() -> None:
+    recipes = set(RECIPES) | set(KIND_RECIPES["multilabel"])
+    assert recipes <= set(ADVICE)
+    assert "max_features" in ADVICE["linear"]
+    assert not any("max_features" in ADVICE[r] for r in recipes - {"linear"})
+
+
+def test_estimates_grow_with_what_drives_them() -> None:
+    small, _ = encoder_bytes(1_000, 10, EncoderParams())
+    many, _ = encoder_bytes(100_000, 10, EncoderParams())
+    fp32, _ = encoder_bytes(1_000, 10, EncoderParams(quantize="none"))
+    # 99,000 more texts: at least their float32 embeddings and scikit-learn's float64 copy
+    assert many - small >= 99_000 * 384 * (4 + 8)
+    assert fp32 > small  # the fp32 ONNX weights are about 4× the int8 ones
+    base, _ = lora_encoder_bytes(100, 10, LoraEncoderParams())
+    longer, _ = lora_encoder_bytes(100, 10, LoraEncoderParams(max_length=256))
+    # all-MiniLM-L6-v2's ~22.7M fp32 weights are in any LoRA estimate
+    assert 4 * 22_000_000 < base < longer
