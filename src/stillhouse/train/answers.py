@@ -14,16 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stillhouse.data.io import read_examples
-from stillhouse.data.records import Annotation, Answer, Span
-from stillhouse.data.store import Store
+from stillhouse.data.records import Answer, Span
 from stillhouse.errors import Errors, fail
-from stillhouse.export import choose
 from stillhouse.task import Task
-from stillhouse.train.labels import LABEL_POLICIES
+from stillhouse.train.labels import Chosen, fewest, file_answers, store_answers
 from stillhouse.train.split import stratified_holdout
-
-_LABELS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -56,82 +51,24 @@ class AnswerSet:
 def from_file(task: Task, path: str | Path, *, skip_invalid: bool = False) -> AnswerSet:
     """Every row of a data file with its answer (read and checked as annotate reads it: labels
     known, span offsets within the text, E105 naming the first bad row)."""
-    report = read_examples(path, task, skip_invalid=skip_invalid, require_gold=True)
-    examples = report.examples
-    mix = {"gold": len(examples)}
-    if report.skipped:
-        mix["skipped_rows"] = len(report.skipped)
-    return AnswerSet(
-        kind=task.kind,
-        ids=[example.id for example in examples],
-        texts=[example.text for example in examples],
-        answers=[example.gold for example in examples],  # type: ignore[misc]
-        weights=[1.0] * len(examples),
-        sources=["gold"] * len(examples),
-        origin=str(path),
-        mix=mix,
-    )
+    return _answer_set(task, file_answers(task, path, skip_invalid=skip_invalid))
 
 
 def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0) -> AnswerSet:
     """One answer per stored example, chosen by ``policy``; E706 when none is usable."""
-    if policy not in LABEL_POLICIES:
-        raise fail(
-            Errors.E403, what="--labels policy", value=policy, choices=", ".join(LABEL_POLICIES)
-        )
-    path = task.store_path
-    if not path.is_file():
-        raise fail(Errors.E706, path=path, labels=policy, detail=" (the store does not exist)")
-    with Store(path) as store:
-        examples = store.examples(task.kind)
-        by_example: dict[str, list[Annotation]] = {}
-        for annotation in store.annotations(task.kind):
-            by_example.setdefault(annotation.example_id, []).append(annotation)
-    mix: Counter[str] = Counter()
-    ids, texts, answers, weights, sources = [], [], [], [], []
-    for example in examples:
-        candidates = list(by_example.get(example.id, []))
-        if example.gold is not None and not any(a.annotator == "gold" for a in candidates):
-            candidates.append(Annotation(example.id, "gold", example.gold, created_at=0.0))
-        chosen = choose(candidates, policy)
-        if chosen is None:
-            mix["unlabelled"] += 1
-            continue
-        source = "gold" if chosen.annotator == "gold" else chosen.annotator.split(":", 1)[0]
-        weight = 1.0
-        if source == "llm":
-            confidence = llm_confidence(chosen, task)
-            if confidence is None:
-                mix["llm_without_probabilities"] += 1
-            elif confidence < min_llm_confidence:
-                mix["llm_below_confidence"] += 1
-                continue
-            else:
-                weight = confidence
-        ids.append(example.id)
-        texts.append(example.text)
-        answers.append(chosen.answer)
-        weights.append(weight)
-        sources.append(source)
-    if not texts:
-        detail = f" ({len(examples)} example(s) stored"
-        if mix["llm_below_confidence"]:
-            detail += f"; {mix['llm_below_confidence']} LLM answer(s) below --min-llm-confidence"
-        raise fail(Errors.E706, path=path, labels=policy, detail=detail + ")")
-    mix.update(Counter(sources))
+    return _answer_set(task, store_answers(task, policy, min_llm_confidence, what="answer"))
+
+
+def _answer_set(task: Task, chosen: Chosen) -> AnswerSet:
     return AnswerSet(
-        task.kind, ids, texts, answers, weights, sources, origin=str(path), mix=dict(mix)
-    )
-
-
-def llm_confidence(annotation: Annotation, task: Task) -> float | None:
-    """How sure the LLM was of its whole multilabel answer (its least sure label decision), or
-    None where it gave no per-label probabilities (always for spans)."""
-    if task.kind != "multilabel" or not annotation.probs:
-        return None
-    given = set(annotation.answer)  # type: ignore[arg-type]
-    return min(
-        float(p) if label in given else 1.0 - float(p) for label, p in annotation.probs.items()
+        task.kind,
+        chosen.ids,
+        chosen.texts,
+        chosen.answers,
+        chosen.weights,
+        chosen.sources,
+        origin=chosen.origin,
+        mix=chosen.mix,
     )
 
 
@@ -142,13 +79,9 @@ def check_answers(answers: AnswerSet, task: Task, min_per_label: int) -> None:
     counts = answers.label_counts(task)
     if not any(counts.values()):
         raise fail(Errors.E743, source=answers.origin, what=f"{what}s")
-    few = sorted((count, label) for label, count in counts.items() if count < min_per_label)
-    if few:
-        count, label = few[0]
-        more = ""
-        if len(few) > 1:
-            shown = ", ".join(f"{other!r} {n}" for n, other in few[1 : _LABELS_SHOWN + 1])
-            more = f" (also: {shown}{' …' if len(few) > _LABELS_SHOWN + 1 else ''})"
+    below = fewest(counts, min_per_label)
+    if below is not None:
+        label, count, more = below
         raise fail(
             Errors.E741,
             label=label,

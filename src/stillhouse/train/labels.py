@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stillhouse.data.io import read_examples
-from stillhouse.data.records import Annotation
+from stillhouse.data.records import Annotation, Answer
 from stillhouse.data.store import Store
 from stillhouse.errors import Errors, fail
 from stillhouse.export import choose
@@ -49,25 +49,27 @@ class TrainingSet:
         return dict(Counter(self.labels))
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """One answer per example (a label, a label set or spans) with its weight and source, as
+    the policy picked them; :class:`TrainingSet` and :class:`~stillhouse.train.answers.AnswerSet`
+    are made from it."""
+
+    ids: list[str]
+    texts: list[str]
+    answers: list[Answer]
+    weights: list[float]
+    sources: list[str]
+    origin: str
+    mix: dict[str, int]
+
+
 def from_file(task: Task, path: str | Path, *, skip_invalid: bool = False) -> TrainingSet:
     """Every gold-labelled row of a data file (read as ``stillhouse annotate`` reads it).
 
     Rows without a label are invalid here (E105 names the first), as are unknown labels.
     """
-    report = read_examples(path, task, skip_invalid=skip_invalid, require_gold=True)
-    examples = report.examples
-    mix = {"gold": len(examples)}
-    if report.skipped:
-        mix["skipped_rows"] = len(report.skipped)
-    return TrainingSet(
-        ids=[example.id for example in examples],
-        texts=[example.text for example in examples],
-        labels=[str(example.gold) for example in examples],
-        weights=[1.0] * len(examples),
-        sources=["gold"] * len(examples),
-        origin=str(path),
-        mix=mix,
-    )
+    return _training_set(file_answers(task, path, skip_invalid=skip_invalid))
 
 
 def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0) -> TrainingSet:
@@ -76,6 +78,43 @@ def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0
     A gold answer stored with the example itself counts as a gold annotation. E706: the store
     does not exist or gives no label under the policy.
     """
+    return _training_set(store_answers(task, policy, min_llm_confidence, what="label"))
+
+
+def _training_set(chosen: Chosen) -> TrainingSet:
+    labels = [str(answer) for answer in chosen.answers]
+    return TrainingSet(
+        chosen.ids, chosen.texts, labels, chosen.weights, chosen.sources, chosen.origin, chosen.mix
+    )
+
+
+def file_answers(task: Task, path: str | Path, *, skip_invalid: bool = False) -> Chosen:
+    """Every row of a data file with its answer, which counts as gold (read and checked as
+    annotate reads it: labels known, span offsets within the text, E105 naming the first bad
+    row)."""
+    report = read_examples(path, task, skip_invalid=skip_invalid, require_gold=True)
+    examples = report.examples
+    mix = {"gold": len(examples)}
+    if report.skipped:
+        mix["skipped_rows"] = len(report.skipped)
+    return Chosen(
+        ids=[example.id for example in examples],
+        texts=[example.text for example in examples],
+        answers=[example.gold for example in examples],  # type: ignore[misc]
+        weights=[1.0] * len(examples),
+        sources=["gold"] * len(examples),
+        origin=str(path),
+        mix=mix,
+    )
+
+
+def store_answers(
+    task: Task, policy: str, min_llm_confidence: float, *, what: str = "label"
+) -> Chosen:
+    """One answer per stored example of the task's kind, chosen by ``policy``; an LLM answer
+    below ``min_llm_confidence`` is dropped, a kept one weighted by its confidence
+    (:func:`llm_confidence`; 1 where it has none). E403/E708 bad policy or threshold, E706 no
+    store or no usable answer (``what`` names them in the message: label or answer)."""
     if policy not in LABEL_POLICIES:
         raise fail(
             Errors.E403, what="--labels policy", value=policy, choices=", ".join(LABEL_POLICIES)
@@ -96,31 +135,38 @@ def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0
         for annotation in store.annotations(task.kind):
             by_example.setdefault(annotation.example_id, []).append(annotation)
     mix: Counter[str] = Counter()
-    ids, texts, labels, weights, sources = [], [], [], [], []
+    ids, texts, answers, weights, sources = [], [], [], [], []
     for example in examples:
         candidates = list(by_example.get(example.id, []))
         if example.gold is not None and not any(a.annotator == "gold" for a in candidates):
             candidates.append(Annotation(example.id, "gold", example.gold, created_at=0.0))
-        chosen = _choose(candidates, policy, min_llm_confidence, mix)
+        chosen = _choose(candidates, policy, min_llm_confidence, task.kind, mix)
         if chosen is None:
             continue
-        source, weight = chosen
+        (annotation, source), weight = chosen
         ids.append(example.id)
         texts.append(example.text)
-        labels.append(str(source[0].answer))
+        answers.append(annotation.answer)
         weights.append(weight)
-        sources.append(source[1])
+        sources.append(source)
     if not texts:
         detail = f" ({len(examples)} example(s) stored"
         if mix["llm_below_confidence"]:
-            detail += f"; {mix['llm_below_confidence']} LLM label(s) below --min-llm-confidence {min_llm_confidence:g}"
+            detail += (
+                f"; {mix['llm_below_confidence']} LLM {what}(s) below --min-llm-confidence "
+                f"{min_llm_confidence:g}"
+            )
         raise fail(Errors.E706, path=path, labels=policy, detail=detail + ")")
     mix.update(Counter(sources))
-    return TrainingSet(ids, texts, labels, weights, sources, origin=str(path), mix=dict(mix))
+    return Chosen(ids, texts, answers, weights, sources, origin=str(path), mix=dict(mix))
 
 
 def _choose(
-    annotations: list[Annotation], policy: str, min_confidence: float, mix: Counter[str]
+    annotations: list[Annotation],
+    policy: str,
+    min_confidence: float,
+    kind: str,
+    mix: Counter[str],
 ) -> tuple[tuple[Annotation, str], float] | None:
     """The annotation the policy takes, its source and its weight; None (counted) if none."""
     chosen = choose(annotations, policy)
@@ -130,7 +176,7 @@ def _choose(
     source = "gold" if chosen.annotator == "gold" else chosen.annotator.split(":", 1)[0]
     if source != "llm":
         return (chosen, source), 1.0
-    confidence = _llm_confidence(chosen)
+    confidence = llm_confidence(chosen, kind)
     if confidence is not None and confidence < min_confidence:
         mix["llm_below_confidence"] += 1
         return None
@@ -139,11 +185,37 @@ def _choose(
     return (chosen, "llm"), 1.0 if confidence is None else confidence
 
 
-def _llm_confidence(annotation: Annotation) -> float | None:
-    """The LLM's probability of its own answer, or None where the method gave no probabilities."""
-    if annotation.probs is None:
+def llm_confidence(annotation: Annotation, kind: str) -> float | None:
+    """How sure the LLM was of its answer, or None where the method gave no probabilities.
+
+    classify: its probability of the label it gave; multilabel (per-label P(yes)): the least
+    sure of its label decisions (``p`` for a label it gave, ``1 − p`` for one it did not);
+    spans: always None (span answers carry no probabilities).
+    """
+    if kind == "classify":
+        if annotation.probs is None:
+            return None
+        return float(annotation.probs.get(str(annotation.answer), 0.0))
+    if kind != "multilabel" or not annotation.probs:
         return None
-    return float(annotation.probs.get(str(annotation.answer), 0.0))
+    given = set(annotation.answer)  # type: ignore[arg-type]
+    return min(
+        float(p) if label in given else 1.0 - float(p) for label, p in annotation.probs.items()
+    )
+
+
+def fewest(counts: dict[str, int], minimum: int) -> tuple[str, int, str] | None:
+    """The label with the fewest examples below ``minimum``, its count and the ``{more}`` part
+    of E704/E741 naming the next few; None when every label has enough."""
+    few = sorted((count, label) for label, count in counts.items() if count < minimum)
+    if not few:
+        return None
+    count, label = few[0]
+    more = ""
+    if len(few) > 1:
+        shown = ", ".join(f"{other!r} {n}" for n, other in few[1 : _LABELS_SHOWN + 1])
+        more = f" (also: {shown}{' …' if len(few) > _LABELS_SHOWN + 1 else ''})"
+    return label, count, more
 
 
 def check_training_set(training: TrainingSet, task: Task, min_per_label: int) -> None:
@@ -152,13 +224,9 @@ def check_training_set(training: TrainingSet, task: Task, min_per_label: int) ->
     counts = {label: 0 for label in task.label_names} | training.label_counts()
     if len(training.label_counts()) < 2:
         raise fail(Errors.E705, source=training.origin, label=training.labels[0])
-    few = sorted((count, label) for label, count in counts.items() if count < min_per_label)
-    if few:
-        count, label = few[0]
-        more = ""
-        if len(few) > 1:
-            shown = ", ".join(f"{other!r} {n}" for n, other in few[1 : _LABELS_SHOWN + 1])
-            more = f" (also: {shown}{' …' if len(few) > _LABELS_SHOWN + 1 else ''})"
+    below = fewest(counts, min_per_label)
+    if below is not None:
+        label, count, more = below
         raise fail(
             Errors.E704,
             label=label,
