@@ -6,35 +6,31 @@ and loads, so ``--out`` either holds a whole model or nothing.
 
 from __future__ import annotations
 
-import datetime
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import stillhouse
 from stillhouse.errors import Errors, fail
-from stillhouse.provenance import file_sha256, json_sha256, package_versions
+from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
 from stillhouse.train import labels as label_policy
 from stillhouse.train.calibrate import calibrate
-from stillhouse.train.card import write_card
+from stillhouse.train.card import model_card, training_data
 from stillhouse.train.encoder import EncoderParams, fit_encoder, open_encoder
 from stillhouse.train.export import BASE_LICENSE, BASE_MODEL, QUANTIZATIONS
+from stillhouse.train.folder import write_model_folder
 from stillhouse.train.linear import LinearParams, fit_linear, params_to_json
-from stillhouse.train.load import FORMAT, FORMAT_VERSION, Scorer, load_model
+from stillhouse.train.load import Scorer
 from stillhouse.train.lora_encoder import LoraEncoderParams, fit_lora_encoder
 from stillhouse.train.lora_llm import QUANTIZATIONS as LLM_QUANTIZATIONS
 from stillhouse.train.lora_llm import LoraLlmParams, fit_lora_llm
 from stillhouse.train.lora_loop import RunContext
 from stillhouse.train.lora_loop import params_to_json as lora_params_to_json
-from stillhouse.train.measure import held_out_metrics, measure_speed
+from stillhouse.train.measure import held_out_metrics
 from stillhouse.train.memory import encoder_bytes, lora_encoder_bytes, memory_check
 from stillhouse.train.split import stratified_holdout
 
@@ -43,7 +39,6 @@ RECIPES = ("linear", "encoder", "lora-encoder", "lora-llm")
 PLANNED_RECIPES: dict[str, str] = {}
 # Recipes built on all-MiniLM-L6-v2 (base model in the card, ONNX encoder in the folder).
 ENCODER_RECIPES = ("encoder", "lora-encoder")
-_EXTRA_VERSIONS = ("onnx", "onnxruntime", "tokenizers", "safetensors", "scipy")
 
 Log = Callable[[str], None]
 # progress(done, total) or, for the LoRA loop, progress(step, total, "loss 0.123")
@@ -217,81 +212,55 @@ def train(
     final = fit(np.arange(len(training))) if refit else held_model
     train_seconds = time.perf_counter() - started
 
-    temporary = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
-    temporary.mkdir(parents=True)
-    try:
-        final.save(temporary)
-        files = {
-            path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-            for path in sorted(temporary.iterdir())
-        }
-        card = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "stillhouse_version": stillhouse.__version__,
-            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "task": {"name": task.name, "kind": task.kind, "sha256": task.fingerprint()},
-            "labels": task.label_names,
-            "recipe": settings.recipe,
-            "base_model": {"name": BASE_MODEL, "license": BASE_LICENSE}
-            if settings.recipe in ENCODER_RECIPES
-            else None,
-            "quantization": hyper_parameters.get("quantize", "none"),
-            "hyper_parameters": hyper_parameters,
-            "seed": settings.seed,
-            "refit": refit,
-            "training_data": {
-                "origin": training.origin,
-                "sha256": json_sha256(
+    base_model = (
+        {"name": BASE_MODEL, "license": BASE_LICENSE}
+        if settings.recipe in ENCODER_RECIPES
+        else None
+    )
+    if settings.recipe == "lora-llm":  # the base GGUF: name, file, sha256, license
+        base_model = final.base_model  # type: ignore[attr-defined]
+    run_info = getattr(final, "run_info", None)
+
+    def card_of(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return model_card(
+            task,
+            settings,
+            base_model=base_model,
+            quantization=hyper_parameters.get("quantize", "none"),
+            hyper_parameters=hyper_parameters,
+            refit=refit,
+            training_data=training_data(
+                origin=training.origin,
+                sha256=json_sha256(
                     [training.ids, training.texts, training.labels, training.weights]
                 ),
-                "examples": len(training),
-                "train_rows": len(train_rows),
-                "held_out_rows": len(held_rows),
-                "label_counts": training.label_counts(),
-                "labels_without_examples": label_policy.missing_labels(training, task),
-                "mix": training.mix,
-                "policy": settings.labels if from_store else "file (labels count as gold)",
-                "min_llm_confidence": settings.min_llm_confidence,
-                "weights": "1 for gold and human labels, the LLM's probability for LLM labels",
-            },
-            "calibration": {
+                examples=len(training),
+                train_rows=len(train_rows),
+                held_out_rows=len(held_rows),
+                label_counts=training.label_counts(),
+                missing=label_policy.missing_labels(training, task),
+                mix=training.mix,
+                settings=settings,
+                from_store=from_store,
+                what="label",
+                llm_weight="the LLM's probability",
+            ),
+            calibration={
                 "method": "temperature scaling on the held-out split (NLL)",
                 "temperature": calibration.temperature,
                 "ece_before": calibration.ece_before,
                 "ece_after": calibration.ece_after,
                 "held_out": calibration.held_out,
             },
-            "held_out": metrics,
-            "files": files,
-            "model_sha256": json_sha256({name: entry["sha256"] for name, entry in files.items()}),
-            "size_bytes": sum(entry["bytes"] for entry in files.values()),
-            "train_seconds": train_seconds,
-            "versions": _versions(),
-        }
-        if settings.recipe == "lora-llm":  # the base GGUF: name, file, sha256, license
-            card["base_model"] = final.base_model  # type: ignore[attr-defined]
-        run_info = getattr(final, "run_info", None)
-        if run_info is not None:
-            card["training_run"] = asdict(run_info)
-        write_card(temporary, card)
-        say("measuring CPU latency and throughput of the saved model")
-        loaded = load_model(temporary, threads=settings.threads)
-        card["speed"] = measure_speed(
-            loaded.predict,
-            training.texts,
-            latency_texts=settings.latency_texts,
-            throughput_texts=settings.throughput_texts,
-            threads=settings.threads,
+            held_out=metrics,
+            files=files,
+            train_seconds=train_seconds,
+            extra={"training_run": asdict(run_info)} if run_info is not None else None,
         )
-        write_card(temporary, card)
-        if out.exists():
-            raise fail(Errors.E711, path=out)
-        temporary.rename(out)
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary)
+
+    card = write_model_folder(
+        out, final, card_of, training.texts, settings, say, checkpoints=checkpoints
+    )
     return TrainSummary(str(out), card)
 
 
@@ -383,13 +352,3 @@ def _recipe(
         return fit_encoder(features[rows], y_index[rows], n_labels, weights[rows], params, encoder)
 
     return fit_rows_encoder, params_to_json(params)
-
-
-def _versions() -> dict[str, str]:
-    versions = package_versions()
-    for name in _EXTRA_VERSIONS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

@@ -4,32 +4,28 @@
 - multilabel, recipes ``linear`` and ``encoder``: one-vs-rest heads (:mod:`.multilabel`);
 - spans, recipe ``spacy-ner``: spaCy NER fine-tuned from en_core_web_sm (:mod:`.spans`).
 
-The folder is written to a temporary sibling, loaded back, measured and renamed into place; its
-card has the classify card's fields (the calibration and held-out entries hold what fits the
-kind) and hashes every file, those in sub-folders too (a spaCy pipeline is a folder).
+The folder is written as a classify one (:mod:`.folder`: temporary sibling, loaded back,
+measured, renamed into place); its card (:mod:`.card`) has the classify card's fields (the
+calibration and held-out entries hold what fits the kind) and hashes every file, those in
+sub-folders too (a spaCy pipeline is a folder).
 """
 
 from __future__ import annotations
 
-import datetime
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import stillhouse
 from stillhouse.data.records import answer_to_json
 from stillhouse.errors import Errors, fail
-from stillhouse.provenance import file_sha256, json_sha256
+from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
 from stillhouse.train import answers as answer_policy
-from stillhouse.train.card import _interval
-from stillhouse.train.load import CARD_FILE, FORMAT, FORMAT_VERSION, README_FILE, load_model
-from stillhouse.train.measure import measure_speed
-from stillhouse.train.run import TrainSettings, TrainSummary, _versions, check_settings
+from stillhouse.train.card import model_card, training_data
+from stillhouse.train.folder import write_model_folder
+from stillhouse.train.run import TrainSettings, TrainSummary, check_settings
 
 # Which recipes train which task kind (classify: see run.RECIPES).
 KIND_RECIPES = {"multilabel": ("linear", "encoder"), "spans": ("spacy-ner",)}
@@ -125,34 +121,18 @@ def train_structured(
         fitted = fit_spans(task, answers, settings, say, progress)
     train_seconds = time.perf_counter() - started
 
-    temporary = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
-    temporary.mkdir(parents=True)
-    try:
-        fitted.model.save(temporary)
-        files = {
-            path.relative_to(temporary).as_posix(): {
-                "sha256": file_sha256(path),
-                "bytes": path.stat().st_size,
-            }
-            for path in sorted(temporary.rglob("*"))
-            if path.is_file()
-        }
-        card = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "stillhouse_version": stillhouse.__version__,
-            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "task": {"name": task.name, "kind": task.kind, "sha256": task.fingerprint()},
-            "labels": task.label_names,
-            "recipe": settings.recipe,
-            "base_model": fitted.base_model,
-            "quantization": fitted.quantization,
-            "hyper_parameters": fitted.hyper_parameters,
-            "seed": settings.seed,
-            "refit": fitted.refit,
-            "training_data": {
-                "origin": answers.origin,
-                "sha256": json_sha256(
+    def card_of(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        label_counts = answers.label_counts(task)
+        return model_card(
+            task,
+            settings,
+            base_model=fitted.base_model,
+            quantization=fitted.quantization,
+            hyper_parameters=fitted.hyper_parameters,
+            refit=fitted.refit,
+            training_data=training_data(
+                origin=answers.origin,
+                sha256=json_sha256(
                     [
                         answers.ids,
                         answers.texts,
@@ -160,141 +140,26 @@ def train_structured(
                         answers.weights,
                     ]
                 ),
-                "examples": len(answers),
-                "train_rows": fitted.train_rows,
-                "held_out_rows": fitted.held_out_rows,
-                "label_counts": answers.label_counts(task),
-                "labels_without_examples": [
-                    label for label, n in answers.label_counts(task).items() if n == 0
-                ],
-                "mix": answers.mix,
-                "policy": settings.labels if from_store else "file (answers count as gold)",
-                "min_llm_confidence": settings.min_llm_confidence,
-                "weights": "1 for gold and human answers, the LLM's confidence for LLM answers",
-            },
-            "calibration": fitted.calibration,
-            "held_out": fitted.held_out,
-            "files": files,
-            "model_sha256": json_sha256({name: entry["sha256"] for name, entry in files.items()}),
-            "size_bytes": sum(entry["bytes"] for entry in files.values()),
-            "train_seconds": train_seconds,
-            "versions": _versions(),
-            **fitted.extra,
-        }
-        write_structured_card(temporary, card)
-        say("measuring CPU latency and throughput of the saved model")
-        loaded = load_model(temporary, threads=settings.threads)
-        card["speed"] = measure_speed(
-            loaded.predict,
-            answers.texts,
-            latency_texts=settings.latency_texts,
-            throughput_texts=settings.throughput_texts,
-            threads=settings.threads,
+                examples=len(answers),
+                train_rows=fitted.train_rows,
+                held_out_rows=fitted.held_out_rows,
+                label_counts=label_counts,
+                missing=[label for label, n in label_counts.items() if n == 0],
+                mix=answers.mix,
+                settings=settings,
+                from_store=from_store,
+                what="answer",
+                llm_weight="the LLM's confidence",
+            ),
+            calibration=fitted.calibration,
+            held_out=fitted.held_out,
+            files=files,
+            train_seconds=train_seconds,
+            extra=fitted.extra,
         )
-        write_structured_card(temporary, card)
-        if out.exists():
-            raise fail(Errors.E711, path=out)
-        temporary.rename(out)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary)
+
+    card = write_model_folder(out, fitted.model, card_of, answers.texts, settings, say)
     return TrainSummary(str(out), card)
-
-
-def write_structured_card(folder: Path, card: dict[str, Any]) -> None:
-    from stillhouse.data.io import write_json
-
-    write_json(folder / CARD_FILE, card)
-    (folder / README_FILE).write_text(render_structured_readme(card), encoding="utf-8")
-
-
-def render_structured_readme(card: dict[str, Any]) -> str:
-    """The card of a multilabel or span model as Markdown."""
-    data, calibration, held = card["training_data"], card["calibration"], card["held_out"]
-    kind = card["task"]["kind"]
-    base = card.get("base_model")
-    mix = ", ".join(f"{source} {count}" for source, count in data["mix"].items())
-    lines = [
-        f"# {card['task']['name']} · {kind} · {card['recipe']}",
-        "",
-        f"Trained by stillhouse {card['stillhouse_version']} on {card['created_at']}.",
-        "Load it with `stillhouse predict --model THIS_FOLDER ...` or as "
-        "`--system NAME=model:THIS_FOLDER` in `stillhouse evaluate`.",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| recipe | `{card['recipe']}` ({kind}) |",
-        f"| base model | {base['name'] + ' (' + base['license'] + ')' if base else 'none (trained from scratch)'} |",
-        f"| quantization | {card['quantization']} |",
-        f"| labels | {len(card['labels'])}: {', '.join(card['labels'][:20])}{' …' if len(card['labels']) > 20 else ''} |",
-        f"| training data | {data['origin']}: {data['examples']} examples ({data['train_rows']} train + {data['held_out_rows']} held out), sha256 `{data['sha256'][:16]}` |",
-        f"| label policy | `--labels {data['policy']}`, min LLM confidence {data['min_llm_confidence']:g}; sources: {mix} |",
-        f"| seed | {card['seed']} |",
-        f"| hyper-parameters | {', '.join(f'{k}={v}' for k, v in card['hyper_parameters'].items())} |",
-    ]
-    if kind == "multilabel":
-        temperatures = calibration["temperature"].values()
-        kept = calibration.get("not_fitted") or []
-        kept_note = f" (T = 1, nothing to fit: {', '.join(kept)})" if kept else ""
-        lines += [
-            f"| calibration | {calibration['method']}; temperatures {min(temperatures):.3f}–{max(temperatures):.3f}{kept_note}; "
-            f"held-out ECE over label decisions {calibration['ece_before']:.3f} → {calibration['ece_after']:.3f} "
-            f"(10 equal-mass bins, n={calibration['held_out']} texts); threshold {calibration['threshold']:g} |",
-            f"| held-out subset accuracy | {_interval(held['accuracy'])}, n={held['n']} |",
-            f"| held-out micro-F1 | {_interval(held['micro_f1'])} |",
-            f"| held-out macro-F1 | {_interval(held['macro_f1'])} |",
-        ]
-    else:
-        lines += [
-            f"| confidence | {calibration['method']} |",
-            f"| held-out strict F1 (micro) | {_interval(held['micro_f1'])}, n={held['n']} texts |",
-            f"| held-out strict P / R | {_interval(held['precision'])} / {_interval(held['recall'])} |",
-            f"| held-out partial F1 | {_interval(held['partial_f1'])} |",
-        ]
-        for label, scores in held["per_label"].items():
-            strict = scores["strict"]
-            lines.append(
-                f"| {label} (held out) | strict P {strict['precision']:.3f} R {strict['recall']:.3f} "
-                f"F1 {strict['f1']:.3f}, partial F1 {scores['partial']['f1']:.3f}, "
-                f"{strict['gold']} gold spans |"
-            )
-    lines.append(f"| size on disk | {card['size_bytes'] / 1e6:.1f} MB (model files) |")
-    speed = card.get("speed") or {}
-    if speed:
-        latency = speed["latency_ms_batch1"]
-        lines.append(
-            f"| CPU speed | p95 latency {latency['p95']:.1f} ms at batch 1 (median {latency['median']:.1f} ms), "
-            f"{speed['throughput_per_s']:.0f} texts/s at batch {speed['throughput_batch_size']}; "
-            f"{speed['threads']} threads on {speed['cpu']} |"
-        )
-    run = card.get("training_run")
-    if run:
-        lines.append(
-            f"| training run | {run['epochs']} epoch(s), {run['steps']} updates, stopped by "
-            f"{run['stopped']}; best held-out strict F1 {run['best_f1']:.3f} after epoch {run['best_epoch']} |"
-        )
-    lines += [
-        f"| training time | {card['train_seconds']:.1f} s |",
-        f"| model sha256 | `{card['model_sha256']}` |",
-        "",
-        "Held-out metrics are those of the model fitted without the held-out split"
-        + (
-            "; the temperatures were fitted on the same split, so ECE after scaling is optimistic; "
-            if kind == "multilabel"
-            else "; training stopped at the epoch best on that split, so they are optimistic; "
-        )
-        + (
-            "the saved model was then refitted on all examples with the same settings."
-            if card.get("refit")
-            else "the saved model is that model."
-        ),
-        "",
-        "Versions: "
-        + ", ".join(f"{name} {version}" for name, version in card["versions"].items())
-        + ".",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def load_structured(folder: Path, card: dict[str, Any], *, threads: int | None = None) -> Any:
