@@ -84,20 +84,40 @@ def read_card(path: str | Path, *, verify_files: bool = True) -> dict[str, Any]:
 
 
 class TrainedModel:
-    """A trained model folder as a Predictor: calibrated probabilities over the card's labels."""
+    """A trained model folder as a Predictor: calibrated probabilities over the card's labels.
+
+    The classify model (one temperature, the most probable label); a kind with other answers or
+    calibration (:class:`stillhouse.train.multilabel.MultilabelModel`) overrides
+    ``read_calibration``, ``calibrated``, ``answer`` and ``calibration_summary``."""
+
+    kind = "classify"
 
     def __init__(self, path: Path, card: dict[str, Any], scorer: Scorer) -> None:
         self.path = path
         self.card = card
         self.scorer = scorer
         self.labels: list[str] = list(card["labels"])
-        self.temperature = float(card["calibration"]["temperature"])
+        self.read_calibration(card["calibration"])
+
+    def read_calibration(self, calibration: dict[str, Any]) -> None:
+        self.temperature = float(calibration["temperature"])
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from the scorer's logits."""
+        return apply_temperature(logits, self.temperature)
+
+    def answer(self, probs: np.ndarray) -> Any:
+        """The answer for one text's probabilities."""
+        return self.labels[int(probs.argmax())]
+
+    def calibration_summary(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities, shape (len(texts), len(labels))."""
         if not texts:
             return np.zeros((0, len(self.labels)))
-        return apply_temperature(self.scorer.logits(list(texts)), self.temperature)
+        return self.calibrated(self.scorer.logits(list(texts)))
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         start = time.perf_counter()
@@ -105,7 +125,7 @@ class TrainedModel:
         latency = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
         return [
             Prediction(
-                answer=self.labels[int(row.argmax())],
+                answer=self.answer(row),
                 probs={label: float(p) for label, p in zip(self.labels, row, strict=True)},
                 latency_ms=latency,
             )
@@ -115,12 +135,13 @@ class TrainedModel:
     def describe(self) -> dict[str, Any]:
         return {
             "type": "trained-model",
+            **({} if self.kind == "classify" else {"kind": self.kind}),
             "path": str(self.path),
             "recipe": self.card["recipe"],
             "model_sha256": self.card.get("model_sha256"),
             "size_bytes": self.card.get("size_bytes"),
             "quantization": self.card.get("quantization"),
-            "temperature": self.temperature,
+            **self.calibration_summary(),
             "runtime": {"linear": "numpy/scipy", "lora-llm": "llama.cpp"}.get(
                 self.card["recipe"], "onnxruntime"
             ),

@@ -11,16 +11,14 @@ predicted when its calibrated probability is at least 0.5 (not tuned).
 
 from __future__ import annotations
 
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
-from stillhouse.data.records import Prediction
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.calibration import expected_calibration_error, fit_temperature
@@ -28,6 +26,7 @@ from stillhouse.evaluate.structured import multilabel_results
 from stillhouse.task import Task
 from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.head import ABSENT_LABEL_BIAS, LinearHead
+from stillhouse.train.load import TrainedModel
 from stillhouse.train.memory import encoder_bytes, memory_check
 from stillhouse.train.run import TrainSettings
 from stillhouse.train.structured import Fitted
@@ -244,16 +243,13 @@ def _recipe(
     return fit_rows_encoder, params_to_json(encoder_params), base, encoder_params.quantize
 
 
-class MultilabelModel:
+class MultilabelModel(TrainedModel):
     """A multilabel model folder as a Predictor: every label whose calibrated probability is at
     least the threshold, and the probability of each label (independent, need not sum to 1)."""
 
-    def __init__(self, path: Path, card: dict[str, Any], scorer: Any) -> None:
-        self.path = path
-        self.card = card
-        self.scorer = scorer
-        self.labels: list[str] = list(card["labels"])
-        calibration = card["calibration"]
+    kind = "multilabel"
+
+    def read_calibration(self, calibration: dict[str, Any]) -> None:
         self.temperatures = np.array([calibration["temperature"][label] for label in self.labels])
         self.threshold = float(calibration["threshold"])
 
@@ -277,36 +273,13 @@ class MultilabelModel:
                 detail=f"its card has no per-label temperature or threshold ({error})",
             ) from None
 
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Calibrated probabilities, shape (len(texts), len(labels))."""
-        if not texts:
-            return np.zeros((0, len(self.labels)))
-        return probabilities(self.scorer.logits(list(texts)), self.temperatures)
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        return probabilities(logits, self.temperatures)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        start = time.perf_counter()
-        probs = self.probabilities(texts)
-        latency = (time.perf_counter() - start) * 1000 / max(len(texts), 1)
-        return [
-            Prediction(
-                answer=tuple(
-                    label for label, p in zip(self.labels, row, strict=True) if p >= self.threshold
-                ),
-                probs={label: float(p) for label, p in zip(self.labels, row, strict=True)},
-                latency_ms=latency,
-            )
-            for row in probs
-        ]
+    def answer(self, probs: np.ndarray) -> tuple[str, ...]:
+        return tuple(
+            label for label, p in zip(self.labels, probs, strict=True) if p >= self.threshold
+        )
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "type": "trained-model",
-            "kind": "multilabel",
-            "path": str(self.path),
-            "recipe": self.card["recipe"],
-            "model_sha256": self.card.get("model_sha256"),
-            "size_bytes": self.card.get("size_bytes"),
-            "quantization": self.card.get("quantization"),
-            "threshold": self.threshold,
-            "runtime": "numpy/scipy" if self.card["recipe"] == "linear" else "onnxruntime",
-        }
+    def calibration_summary(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
