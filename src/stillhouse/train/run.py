@@ -17,6 +17,7 @@ import numpy as np
 from stillhouse.errors import Errors, fail
 from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
+from stillhouse.train import answers as answer_policy
 from stillhouse.train import labels as label_policy
 from stillhouse.train.calibrate import calibrate
 from stillhouse.train.card import model_card, training_data
@@ -173,18 +174,7 @@ def train(
             task, out, settings, data=data, from_store=from_store, log=log, progress=progress
         )
     check_settings(settings)
-    if (data is None) == (not from_store):
-        raise fail(Errors.E707, got="both" if data is not None else "neither")
-    out = Path(out)
-    if out.exists():
-        raise fail(Errors.E711, path=out)
-    started = time.perf_counter()
-    if data is not None:
-        training = label_policy.from_file(task, data)
-    else:
-        training = label_policy.from_store(task, settings.labels, settings.min_llm_confidence)
-    label_policy.check_training_set(training, task, settings.min_per_label)
-    say(f"{len(training)} examples from {training.origin}; label sources: {training.mix}")
+    out, started, training = read_training_data(task, out, settings, data, from_store, say)
 
     column = {label: index for index, label in enumerate(task.label_names)}
     y_index = np.array([column[label] for label in training.labels])
@@ -262,6 +252,38 @@ def train(
         out, final, card_of, training.texts, settings, say, checkpoints=checkpoints
     )
     return TrainSummary(str(out), card)
+
+
+def read_training_data(
+    task: Task,
+    out: str | Path,
+    settings: TrainSettings,
+    data: str | Path | None,
+    from_store: bool,
+    say: Log,
+) -> tuple[Path, float, Any]:
+    """After the settings are checked, for every task kind: E707 unless exactly one of ``data``
+    and ``from_store``, E711 if ``out`` exists; then the training set, read from the file or
+    chosen from the store by the label policy and checked (a :class:`labels.TrainingSet` for
+    classify, an :class:`answers.AnswerSet` otherwise). Returns ``out`` as a path, the time
+    training started (for the card) and the set."""
+    if (data is None) == (not from_store):
+        raise fail(Errors.E707, got="both" if data is not None else "neither")
+    out = Path(out)
+    if out.exists():
+        raise fail(Errors.E711, path=out)
+    started = time.perf_counter()
+    classify = task.kind == "classify"
+    policy: Any = label_policy if classify else answer_policy
+    check = label_policy.check_training_set if classify else answer_policy.check_answers
+    what = "label" if classify else "answer"
+    if data is not None:
+        chosen = policy.from_file(task, data)
+    else:
+        chosen = policy.from_store(task, settings.labels, settings.min_llm_confidence)
+    check(chosen, task, settings.min_per_label)
+    say(f"{len(chosen)} examples from {chosen.origin}; {what} sources: {chosen.mix}")
+    return out, started, chosen
 
 
 def _recipe(

@@ -22,10 +22,9 @@ from stillhouse.data.records import answer_to_json
 from stillhouse.errors import Errors, fail
 from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
-from stillhouse.train import answers as answer_policy
 from stillhouse.train.card import model_card, training_data
 from stillhouse.train.folder import write_model_folder
-from stillhouse.train.run import TrainSettings, TrainSummary, check_settings
+from stillhouse.train.run import TrainSettings, TrainSummary, check_settings, read_training_data
 
 # Which recipes train which task kind (classify: see run.RECIPES).
 KIND_RECIPES = {"multilabel": ("linear", "encoder"), "spans": ("spacy-ner",)}
@@ -99,18 +98,7 @@ def train_structured(
     """Train a multilabel or span model (see the module docstring) and write ``out``."""
     say = log or (lambda message: None)
     check_recipe(task, settings)
-    if (data is None) == (not from_store):
-        raise fail(Errors.E707, got="both" if data is not None else "neither")
-    out = Path(out)
-    if out.exists():
-        raise fail(Errors.E711, path=out)
-    started = time.perf_counter()
-    if data is not None:
-        answers = answer_policy.from_file(task, data)
-    else:
-        answers = answer_policy.from_store(task, settings.labels, settings.min_llm_confidence)
-    answer_policy.check_answers(answers, task, settings.min_per_label)
-    say(f"{len(answers)} examples from {answers.origin}; answer sources: {answers.mix}")
+    out, started, answers = read_training_data(task, out, settings, data, from_store, say)
     if task.kind == "multilabel":
         from stillhouse.train.multilabel import fit_multilabel
 
