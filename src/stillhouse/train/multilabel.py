@@ -20,13 +20,13 @@ import numpy as np
 from scipy.special import expit
 
 from stillhouse.errors import Errors, fail
-from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.calibration import expected_calibration_error, fit_temperature
 from stillhouse.evaluate.structured import multilabel_results
 from stillhouse.task import Task
 from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.head import ABSENT_LABEL_BIAS, LinearHead
 from stillhouse.train.load import TrainedModel
+from stillhouse.train.measure import structured_held_out
 from stillhouse.train.memory import encoder_bytes, memory_check
 from stillhouse.train.run import TrainSettings
 from stillhouse.train.structured import Fitted
@@ -144,16 +144,13 @@ def fit_multilabel(
         for row in held_probs
     ]
     gold = [answers.labels_of(i) for i in held_rows]
-    indices = resample_indices(len(held_rows), N_RESAMPLES, settings.seed)
-    core, _ = multilabel_results(gold, predicted, labels, indices)
-    held_out = {
-        "n": len(held_rows),
-        **core["metrics"],
-        "per_label": core["per_label"],
-        "confidence": 0.95,
-        "n_resamples": N_RESAMPLES,
-        "threshold": THRESHOLD,
-    }
+    held_out = structured_held_out(
+        lambda indices: multilabel_results(gold, predicted, labels, indices),
+        len(held_rows),
+        n_resamples=N_RESAMPLES,
+        seed=settings.seed,
+        threshold=THRESHOLD,
+    )
     calibration = {
         "method": CALIBRATION_METHOD,
         "temperature": {label: float(t) for label, t in zip(labels, temperatures, strict=True)},

@@ -27,10 +27,10 @@ from typing import Any
 
 from stillhouse.data.records import Prediction, Span
 from stillhouse.errors import Errors, fail
-from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.structured import span_results
 from stillhouse.task import Task
 from stillhouse.train.answers import AnswerSet, held_out_split
+from stillhouse.train.measure import structured_held_out
 from stillhouse.train.run import TrainSettings
 from stillhouse.train.structured import Fitted
 
@@ -148,15 +148,12 @@ def fit_spans(
         f"(labels: {', '.join(task.label_names)}); see the model card one folder up"
     )
     predicted = [list(spans) for spans in predict_spans(nlp, held_texts, labels)]
-    indices = resample_indices(len(held_rows), N_RESAMPLES, settings.seed)
-    core, _ = span_results(held_gold, predicted, indices)  # type: ignore[arg-type]
-    held_out = {
-        "n": len(held_rows),
-        **core["metrics"],
-        "per_label": core["per_label"],
-        "confidence": 0.95,
-        "n_resamples": N_RESAMPLES,
-    }
+    held_out = structured_held_out(
+        lambda indices: span_results(held_gold, predicted, indices),  # type: ignore[arg-type]
+        len(held_rows),
+        n_resamples=N_RESAMPLES,
+        seed=settings.seed,
+    )
     calibration = {
         "method": CONFIDENCE_NOTE,
         "temperature": None,
