@@ -11,31 +11,17 @@ without probabilities (weight 1, counted as ``llm_without_probabilities``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from stillhouse.data.records import Answer, Span
+from stillhouse.data.records import Span
 from stillhouse.errors import Errors, fail
 from stillhouse.task import Task
-from stillhouse.train.labels import Chosen, fewest, file_answers, store_answers
+from stillhouse.train.labels import Answers, fewest, file_answers, store_answers
 from stillhouse.train.split import stratified_holdout
 
 
-@dataclass(frozen=True)
-class AnswerSet:
+class AnswerSet(Answers):
     """Texts with their answers (tuples of labels or of :class:`Span`), weights and sources."""
-
-    kind: str
-    ids: list[str]
-    texts: list[str]
-    answers: list[Answer]
-    weights: list[float]
-    sources: list[str]
-    origin: str
-    mix: dict[str, int] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.texts)
 
     def labels_of(self, row: int) -> list[str]:
         """The labels of row ``row``: its label set, or its spans' types (with repeats)."""
@@ -51,25 +37,12 @@ class AnswerSet:
 def from_file(task: Task, path: str | Path, *, skip_invalid: bool = False) -> AnswerSet:
     """Every row of a data file with its answer (read and checked as annotate reads it: labels
     known, span offsets within the text, E105 naming the first bad row)."""
-    return _answer_set(task, file_answers(task, path, skip_invalid=skip_invalid))
+    return file_answers(task, path, skip_invalid=skip_invalid, into=AnswerSet)
 
 
 def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0) -> AnswerSet:
     """One answer per stored example, chosen by ``policy``; E706 when none is usable."""
-    return _answer_set(task, store_answers(task, policy, min_llm_confidence, what="answer"))
-
-
-def _answer_set(task: Task, chosen: Chosen) -> AnswerSet:
-    return AnswerSet(
-        task.kind,
-        chosen.ids,
-        chosen.texts,
-        chosen.answers,
-        chosen.weights,
-        chosen.sources,
-        origin=chosen.origin,
-        mix=chosen.mix,
-    )
+    return store_answers(task, policy, min_llm_confidence, what="answer", into=AnswerSet)
 
 
 def check_answers(answers: AnswerSet, task: Task, min_per_label: int) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from stillhouse.data.io import read_examples
 from stillhouse.data.records import Annotation, Answer
@@ -26,17 +27,15 @@ _LABELS_SHOWN = 5
 
 
 @dataclass(frozen=True)
-class TrainingSet:
-    """Texts with one label each, a sample weight per text and where each label came from.
+class Answers:
+    """One answer per example (a label, a label set or spans) of a ``kind`` task, with its
+    weight and source, as the policy picked them: a :class:`TrainingSet` (classify) or an
+    :class:`~stillhouse.train.answers.AnswerSet` (multilabel, spans)."""
 
-    ``sources[i]`` is ``gold``, ``human`` or ``llm``; ``weights[i]`` is 1 for gold and human
-    labels and the LLM's probability of its answer for LLM labels. ``mix`` counts the sources and
-    what the policy dropped (``llm_below_confidence``, ``unlabelled``).
-    """
-
+    kind: str
     ids: list[str]
     texts: list[str]
-    labels: list[str]
+    answers: list[Answer]
     weights: list[float]
     sources: list[str]
     origin: str
@@ -45,23 +44,25 @@ class TrainingSet:
     def __len__(self) -> int:
         return len(self.texts)
 
+
+A = TypeVar("A", bound=Answers)
+
+
+class TrainingSet(Answers):
+    """Texts with one label each, a sample weight per text and where each label came from: the
+    :class:`Answers` of a classify task, whose answers are label names (``labels``).
+
+    ``sources[i]`` is ``gold``, ``human`` or ``llm``; ``weights[i]`` is 1 for gold and human
+    labels and the LLM's probability of its answer for LLM labels. ``mix`` counts the sources and
+    what the policy dropped (``llm_below_confidence``, ``unlabelled``).
+    """
+
+    @property
+    def labels(self) -> list[str]:
+        return self.answers  # type: ignore[return-value]
+
     def label_counts(self) -> dict[str, int]:
         return dict(Counter(self.labels))
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """One answer per example (a label, a label set or spans) with its weight and source, as
-    the policy picked them; :class:`TrainingSet` and :class:`~stillhouse.train.answers.AnswerSet`
-    are made from it."""
-
-    ids: list[str]
-    texts: list[str]
-    answers: list[Answer]
-    weights: list[float]
-    sources: list[str]
-    origin: str
-    mix: dict[str, int]
 
 
 def from_file(task: Task, path: str | Path, *, skip_invalid: bool = False) -> TrainingSet:
@@ -69,7 +70,7 @@ def from_file(task: Task, path: str | Path, *, skip_invalid: bool = False) -> Tr
 
     Rows without a label are invalid here (E105 names the first), as are unknown labels.
     """
-    return _training_set(file_answers(task, path, skip_invalid=skip_invalid))
+    return _training_set(file_answers(task, path, skip_invalid=skip_invalid, into=TrainingSet))
 
 
 def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0) -> TrainingSet:
@@ -78,26 +79,29 @@ def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0
     A gold answer stored with the example itself counts as a gold annotation. E706: the store
     does not exist or gives no label under the policy.
     """
-    return _training_set(store_answers(task, policy, min_llm_confidence, what="label"))
-
-
-def _training_set(chosen: Chosen) -> TrainingSet:
-    labels = [str(answer) for answer in chosen.answers]
-    return TrainingSet(
-        chosen.ids, chosen.texts, labels, chosen.weights, chosen.sources, chosen.origin, chosen.mix
+    return _training_set(
+        store_answers(task, policy, min_llm_confidence, what="label", into=TrainingSet)
     )
 
 
-def file_answers(task: Task, path: str | Path, *, skip_invalid: bool = False) -> Chosen:
+def _training_set(chosen: TrainingSet) -> TrainingSet:
+    """The set with every answer as a label name."""
+    return replace(chosen, answers=[str(answer) for answer in chosen.answers])
+
+
+def file_answers(
+    task: Task, path: str | Path, *, skip_invalid: bool = False, into: type[A] = Answers
+) -> A:
     """Every row of a data file with its answer, which counts as gold (read and checked as
     annotate reads it: labels known, span offsets within the text, E105 naming the first bad
-    row)."""
+    row), as an ``into``."""
     report = read_examples(path, task, skip_invalid=skip_invalid, require_gold=True)
     examples = report.examples
     mix = {"gold": len(examples)}
     if report.skipped:
         mix["skipped_rows"] = len(report.skipped)
-    return Chosen(
+    return into(
+        kind=task.kind,
         ids=[example.id for example in examples],
         texts=[example.text for example in examples],
         answers=[example.gold for example in examples],  # type: ignore[misc]
@@ -109,12 +113,18 @@ def file_answers(task: Task, path: str | Path, *, skip_invalid: bool = False) ->
 
 
 def store_answers(
-    task: Task, policy: str, min_llm_confidence: float, *, what: str = "label"
-) -> Chosen:
+    task: Task,
+    policy: str,
+    min_llm_confidence: float,
+    *,
+    what: str = "label",
+    into: type[A] = Answers,
+) -> A:
     """One answer per stored example of the task's kind, chosen by ``policy``; an LLM answer
     below ``min_llm_confidence`` is dropped, a kept one weighted by its confidence
     (:func:`llm_confidence`; 1 where it has none). E403/E708 bad policy or threshold, E706 no
-    store or no usable answer (``what`` names them in the message: label or answer)."""
+    store or no usable answer (``what`` names them in the message: label or answer). Returned
+    as an ``into``."""
     if policy not in LABEL_POLICIES:
         raise fail(
             Errors.E403, what="--labels policy", value=policy, choices=", ".join(LABEL_POLICIES)
@@ -158,7 +168,7 @@ def store_answers(
             )
         raise fail(Errors.E706, path=path, labels=policy, detail=detail + ")")
     mix.update(Counter(sources))
-    return Chosen(ids, texts, answers, weights, sources, origin=str(path), mix=dict(mix))
+    return into(task.kind, ids, texts, answers, weights, sources, str(path), dict(mix))
 
 
 def _choose(
@@ -245,12 +255,11 @@ def missing_labels(training: TrainingSet, task: Task) -> list[str]:
 
 def subset(training: TrainingSet, rows: Sequence[int]) -> TrainingSet:
     """The rows ``rows`` of a training set, in that order (mix and origin kept)."""
-    return TrainingSet(
+    return replace(
+        training,
         ids=[training.ids[i] for i in rows],
         texts=[training.texts[i] for i in rows],
-        labels=[training.labels[i] for i in rows],
+        answers=[training.answers[i] for i in rows],
         weights=[training.weights[i] for i in rows],
         sources=[training.sources[i] for i in rows],
-        origin=training.origin,
-        mix=training.mix,
     )
