@@ -29,7 +29,7 @@ from stillhouse.train.load import Scorer
 from stillhouse.train.lora_encoder import LoraEncoderParams, fit_lora_encoder
 from stillhouse.train.lora_llm import QUANTIZATIONS as LLM_QUANTIZATIONS
 from stillhouse.train.lora_llm import LoraLlmParams, fit_lora_llm
-from stillhouse.train.lora_loop import RunContext
+from stillhouse.train.lora_loop import P, RunContext
 from stillhouse.train.lora_loop import params_to_json as lora_params_to_json
 from stillhouse.train.measure import held_out_metrics
 from stillhouse.train.memory import encoder_bytes, lora_encoder_bytes, memory_check
@@ -310,57 +310,23 @@ def _recipe(
 
         return fit_rows_linear, params_to_json(linear)
 
+    run = RunContext(checkpoints, settings.seed, settings.threads, say, progress)
     if settings.recipe == "lora-encoder":
-        defaults = LoraEncoderParams()
-        lora = LoraEncoderParams(
-            head_c=settings.c or defaults.head_c,
-            quantize=settings.quantize or defaults.quantize,
-            epochs=settings.epochs or defaults.epochs,
-            max_steps=settings.max_steps,
-            max_minutes=settings.max_minutes,
-            checkpoint_every=settings.checkpoint_every or defaults.checkpoint_every,
-        )
+        lora = _lora_params(LoraEncoderParams, settings, head_c=settings.c)
         check(*lora_encoder_bytes(len(texts), n_labels, lora))
 
         def fit_rows_lora(rows: np.ndarray) -> Scorer:
             held = np.setdiff1d(np.arange(len(texts)), rows)
-            return fit_lora_encoder(
-                texts,
-                y_index,
-                weights,
-                n_labels,
-                rows,
-                held,
-                lora,
-                RunContext(checkpoints, settings.seed, settings.threads, say, progress),
-            )
+            return fit_lora_encoder(texts, y_index, weights, n_labels, rows, held, lora, run)
 
         return fit_rows_lora, lora_params_to_json(lora)
 
     if settings.recipe == "lora-llm":
-        defaults_llm = LoraLlmParams()
-        llm = LoraLlmParams(
-            quantize=settings.quantize or defaults_llm.quantize,
-            epochs=settings.epochs or defaults_llm.epochs,
-            max_steps=settings.max_steps,
-            max_minutes=settings.max_minutes,
-            checkpoint_every=settings.checkpoint_every or defaults_llm.checkpoint_every,
-            score_tolerance=task.llm.score_tolerance,
-        )
+        llm = _lora_params(LoraLlmParams, settings, score_tolerance=task.llm.score_tolerance)
 
         def fit_rows_llm(rows: np.ndarray) -> Scorer:
             held = np.setdiff1d(np.arange(len(texts)), rows)
-            return fit_lora_llm(
-                task,
-                texts,
-                y_index,
-                weights,
-                rows,
-                held,
-                llm,
-                RunContext(checkpoints, settings.seed, settings.threads, say, progress),
-                check,
-            )
+            return fit_lora_llm(task, texts, y_index, weights, rows, held, llm, run, check)
 
         return fit_rows_llm, lora_params_to_json(llm)
 
@@ -374,3 +340,17 @@ def _recipe(
         return fit_encoder(features[rows], y_index[rows], n_labels, weights[rows], params, encoder)
 
     return fit_rows_encoder, params_to_json(params)
+
+
+def _lora_params(kind: type[P], settings: TrainSettings, **own: Any) -> P:
+    """A LoRA recipe's hyper-parameters: its defaults, with the bounds and quantization the
+    settings give, and ``own`` recipe settings where they are not None."""
+    defaults = kind()
+    return kind(
+        quantize=settings.quantize or defaults.quantize,  # type: ignore[call-arg]
+        epochs=settings.epochs or defaults.epochs,
+        max_steps=settings.max_steps,
+        max_minutes=settings.max_minutes,
+        checkpoint_every=settings.checkpoint_every or defaults.checkpoint_every,
+        **{name: value for name, value in own.items() if value is not None},
+    )
