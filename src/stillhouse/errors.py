@@ -181,11 +181,6 @@ class Errors:
     )
     # train / predict / trained model folders
     E701 = "Unknown recipe `{recipe}`; use one of: {choices}."
-    E702 = "Recipe `{recipe}` is not available in this version ({detail}); use one of: {choices}."
-    E703 = (
-        "Task {path} is a `{kind}` task; `stillhouse train` handles `classify` tasks only in "
-        "this version."
-    )
     E704 = (
         "Label {label!r} has {count} training example(s) from {source}, fewer than "
         "--min-per-label {minimum}{more}. Label more examples, or lower --min-per-label."

@@ -5,10 +5,9 @@ folder; ``load_model(path)`` opens one as a Predictor.
 """
 
 from stillhouse.train.load import TrainedModel, load_model, read_card
-from stillhouse.train.run import PLANNED_RECIPES, RECIPES, TrainSettings, TrainSummary, train
+from stillhouse.train.run import RECIPES, TrainSettings, TrainSummary, train
 
 __all__ = [
-    "PLANNED_RECIPES",
     "RECIPES",
     "TrainSettings",
     "TrainSummary",

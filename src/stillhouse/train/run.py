@@ -36,8 +36,6 @@ from stillhouse.train.memory import encoder_bytes, lora_encoder_bytes, memory_ch
 from stillhouse.train.split import stratified_holdout
 
 RECIPES = ("linear", "encoder", "lora-encoder", "lora-llm")
-# In the issue's plan but not in this version: named so the message says so instead of "unknown".
-PLANNED_RECIPES: dict[str, str] = {}
 # Recipes built on all-MiniLM-L6-v2 (base model in the card, ONNX encoder in the folder).
 ENCODER_RECIPES = ("encoder", "lora-encoder")
 
@@ -78,17 +76,9 @@ class TrainSummary:
 
 
 def check_settings(settings: TrainSettings) -> None:
-    """E701/E702 recipe, E709 quantization, E708 numbers out of range, E403 label policy."""
+    """E701 recipe, E709 quantization, E708 numbers out of range, E403 label policy."""
     if settings.recipe not in RECIPES:
-        choices = ", ".join(RECIPES)
-        if settings.recipe in PLANNED_RECIPES:
-            raise fail(
-                Errors.E702,
-                recipe=settings.recipe,
-                detail=PLANNED_RECIPES[settings.recipe],
-                choices=choices,
-            )
-        raise fail(Errors.E701, recipe=settings.recipe, choices=choices)
+        raise fail(Errors.E701, recipe=settings.recipe, choices=", ".join(RECIPES))
     if settings.quantize is not None:
         if settings.recipe == "linear":
             raise fail(

@@ -61,9 +61,9 @@ def check_recipe(task: Task, settings: TrainSettings) -> None:
         )
     if settings.recipe not in kind_recipes:
         known = {recipe for recipes in KIND_RECIPES.values() for recipe in recipes}
-        from stillhouse.train.run import PLANNED_RECIPES, RECIPES
+        from stillhouse.train.run import RECIPES
 
-        if settings.recipe not in known | set(RECIPES) | set(PLANNED_RECIPES):
+        if settings.recipe not in known | set(RECIPES):
             raise fail(Errors.E701, recipe=settings.recipe, choices=", ".join(kind_recipes))
         raise fail(
             Errors.E740, recipe=settings.recipe, kind=task.kind, choices=", ".join(kind_recipes)
