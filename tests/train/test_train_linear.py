@@ -164,3 +164,16 @@ def test_an_existing_output_folder_is_not_overwritten(trained) -> None:
     error = error_of(lambda: train(task, folder / "models" / "a", FAST, data=data))
     assert error.code == "E711"
     assert error_of(lambda: train(task, folder / "models" / "x", FAST)).code == "E707"
+
+
+def test_one_example_per_label_is_refused_for_want_of_a_held_out_split(trained) -> None:
+    task, _, folder, _ = trained
+    rows = nusax_train(200)
+    one_each = [next(row for row in rows if row["label"] == label) for label in task.label_names]
+    data = folder / "one-each.jsonl"
+    write_jsonl(data, one_each)
+    out = folder / "models" / "one-each"
+    settings = TrainSettings(recipe="linear", min_per_label=1)
+    error = error_of(lambda: train(task, out, settings, data=data))
+    assert error.code == "E747" and "The 3 training example(s)" in error.message, error.message
+    assert not out.exists()

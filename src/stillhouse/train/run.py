@@ -170,6 +170,10 @@ def train(
     y_index = np.array([column[label] for label in training.labels])
     weights = np.array(training.weights, dtype=np.float64)
     train_rows, held_rows = stratified_holdout(training.labels, settings.holdout, settings.seed)
+    if not held_rows:  # one example per label: nothing to calibrate or measure on
+        raise fail(
+            Errors.E747, count=len(training), source=training.origin, holdout=settings.holdout
+        )
     # a LoRA run checkpoints here; the same command run again after a kill resumes from it
     checkpoints = out.parent / f".{out.name}.checkpoints"
     fit, hyper_parameters = _recipe(
