@@ -7,13 +7,20 @@ One process, same machine:
    per class it is bench/train.py's banking77-10shot set) is labelled by the LLM with
    ``stillhouse.annotate`` (Qwen2.5-0.5B, label scoring, default tolerance 0.05, zero-shot:
    examples/banking77/task.toml, no few-shot examples) into a workspace store that also holds
-   the gold labels (never shown to the LLM).
+   the gold labels (never shown to the LLM). With ``--seed-per-class K --shots S`` the LLM is a
+   few-shot teacher instead: only the first K texts per intent keep their gold label (the
+   "seed" a team labels by hand), and each text's prompt shows its S nearest seed texts with
+   their labels (annotate's ``shots``; a text never sees its own label). The other texts' gold
+   labels stay out of the workspace; they only score the agreement and the gold student.
 2. The teacher: the same LLM and method on ``--teacher-limit`` banking77 test texts (shuffled
-   with seed 0: bench/annotate.py's sample).
+   with seed 0: bench/annotate.py's sample), with the same seed and shots.
 3. Students: `linear` and `encoder` (int8) trained with ``stillhouse.train`` from that store on
    (a) the LLM's labels (``--labels llm``, weighted by the LLM's probability), (b) the LLM's
    labels with ``--min-llm-confidence`` at two thresholds (the confidences that keep the LLM's
-   most confident half and quarter), (c) the gold labels of the same texts (``--labels gold``).
+   most confident half and quarter), (c) the gold labels of the same texts (from a file); with
+   a seed also (d) the seed's gold labels alone (the baseline the LLM's labels must beat) and
+   (e) seed gold + the LLM's labels for the rest (``--labels best``), filtered by confidence at
+   the same thresholds.
    Each is scored on the full banking77 test set (3,080).
 
 Reported: accuracy and macro-F1 with 95% bootstrap CIs, ECE (10 equal-mass bins), the number
@@ -47,7 +54,7 @@ from stillhouse.llm.models import cache_dir
 from stillhouse.provenance import file_sha256
 from stillhouse.task import Task, load_task
 from stillhouse.train import TrainSettings, load_model, train
-from stillhouse.train.labels import from_store
+from stillhouse.train.labels import from_file, from_store
 from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,6 +98,16 @@ def test_sample(limit: int) -> list[dict[str, str]]:
     return [{"id": r["id"], "text": r["text"], "category": r["category"]} for r in rows[:limit]]
 
 
+def seeded(rows: list[dict[str, str]], per_class: int) -> list[dict[str, str]]:
+    """``rows`` with the gold label kept on the first ``per_class`` rows of each intent only."""
+    taken: dict[str, int] = {}
+    kept = []
+    for row in rows:
+        taken[row["category"]] = taken.get(row["category"], 0) + 1
+        kept.append(row if taken[row["category"]] <= per_class else row | {"category": ""})
+    return kept
+
+
 def workspace(name: str, rows: list[dict[str, str]]) -> tuple[Task, Path]:
     """A cached workspace (task.toml + sample.csv + store) for these exact rows."""
     key = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:12]
@@ -102,13 +119,13 @@ def workspace(name: str, rows: list[dict[str, str]]) -> tuple[Task, Path]:
     return load_task(folder / "task.toml"), folder / "sample.csv"
 
 
-def label_with_llm(task: Task, sample: Path, threads: int) -> dict[str, Any]:
+def label_with_llm(task: Task, sample: Path, threads: int, shots: int) -> dict[str, Any]:
     """Annotate (or resume) and return the run's speed: measured once, kept in run.json (a
     rerun reads the labels from the store and would otherwise time the cache)."""
     record = sample.parent / "run.json"
     progress = Progress("LLM labels " + sample.parent.name)
     summary = annotate(
-        task, sample, model=MODEL, method="score", threads=threads, progress=progress
+        task, sample, model=MODEL, method="score", threads=threads, shots=shots, progress=progress
     )
     previous = (
         json.loads(record.read_text()) if record.is_file() else {"annotated": 0, "seconds": 0}
@@ -182,12 +199,22 @@ def main() -> None:
     parser.add_argument("--teacher-limit", type=int, default=300)
     parser.add_argument("--recipes", default="linear,encoder")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument(
+        "--seed-per-class", type=int, default=0, help="gold labels kept per intent (0: all)"
+    )
+    parser.add_argument("--shots", type=int, default=0, help="nearest seed examples per prompt")
     args = parser.parse_args()
+    if args.shots and not args.seed_per_class:
+        parser.error("--shots needs --seed-per-class (the labelled seed the shots come from)")
 
     started = time.perf_counter()
     sample_rows = train_sample(args.per_class, args.max_texts)
-    task, sample = workspace(f"train{args.per_class}", sample_rows)
-    student_run = label_with_llm(task, sample, args.threads)
+    prefix = f"seed{args.seed_per_class}-shots{args.shots}-" if args.seed_per_class else ""
+    workspace_rows = seeded(sample_rows, args.seed_per_class) if prefix else sample_rows
+    task, sample = workspace(f"{prefix}train{args.per_class}", workspace_rows)
+    gold_file = sample.parent / "gold.csv"
+    write_rows(gold_file, sample_rows)
+    student_run = label_with_llm(task, sample, args.threads, args.shots)
     llm = llm_answers(task, student_run["annotator"])
     gold_of = {row["id"]: row["category"] for row in sample_rows}
     confidences = np.array([probs.get(answer, 0.0) for answer, probs in llm.values()])
@@ -214,12 +241,25 @@ def main() -> None:
     # gold first, so every LLM-label row can be printed with its share as soon as it is done
     sources: list[tuple[str, str, float]] = [("gold labels (same texts)", "gold", 0.0)]
     sources.append(("LLM labels (all)", "llm", 0.0))
-    sources += [(f"LLM labels, confidence ≥ {t:.3f}", "llm", t) for t in thresholds]
+    if args.seed_per_class:
+        seed = f"seed gold ({args.seed_per_class}/intent) + LLM labels"
+        # the baseline the LLM's labels must beat: the hand-labelled seed alone (one text per
+        # intent leaves no held-out split to calibrate on: train refuses it with E747)
+        if args.seed_per_class >= 2:
+            sources.append((f"seed gold only ({args.seed_per_class}/intent)", "seed", 0.0))
+        sources.append((seed, "best", 0.0))
+        sources += [(f"{seed}, confidence ≥ {t:.3f}", "best", t) for t in thresholds]
+    else:
+        sources += [(f"LLM labels, confidence ≥ {t:.3f}", "llm", t) for t in thresholds]
     gold_accuracy: dict[str, float] = {}
     test_vectors: np.ndarray | None = None
     for recipe in args.recipes.split(","):
         for name, policy, threshold in sources:
-            training = from_store(task, policy, threshold)
+            training = (
+                from_file(task, gold_file)
+                if policy == "gold"
+                else from_store(task, "gold" if policy == "seed" else policy, threshold)
+            )
             agreement = np.mean(
                 [
                     label == gold_of[i]
@@ -231,14 +271,17 @@ def main() -> None:
                 clock = time.perf_counter()
                 settings = TrainSettings(
                     recipe=recipe,
-                    labels=policy,
+                    labels="gold" if policy == "seed" else policy,
                     min_llm_confidence=threshold,
                     min_per_label=0,
                     threads=args.threads,
                     latency_texts=5,
                     throughput_texts=10,
                 )
-                train(task, out, settings, from_store=True)
+                if policy == "gold":
+                    train(task, out, settings, data=gold_file)
+                else:
+                    train(task, out, settings, from_store=True)
                 seconds = time.perf_counter() - clock
                 model = load_model(out, threads=args.threads)
                 if recipe == "encoder":
@@ -267,8 +310,13 @@ def main() -> None:
 
     if args.teacher_limit:
         teacher_rows = test_sample(args.teacher_limit)
-        teacher_task, teacher_sample = workspace(f"test{args.teacher_limit}", teacher_rows)
-        teacher_run = label_with_llm(teacher_task, teacher_sample, args.threads)
+        # a few-shot teacher sees the seed (its shots) beside the unlabelled test texts
+        seed_rows = [row for row in workspace_rows if row["category"]] if prefix else []
+        unlabelled = [row | {"category": ""} for row in teacher_rows] if prefix else teacher_rows
+        teacher_task, teacher_sample = workspace(
+            f"{prefix}test{args.teacher_limit}", seed_rows + unlabelled
+        )
+        teacher_run = label_with_llm(teacher_task, teacher_sample, args.threads, args.shots)
         answers = llm_answers(teacher_task, teacher_run["annotator"])
         probs = np.array(
             [
@@ -279,7 +327,8 @@ def main() -> None:
         measured = scores(probs, np.array([columns[r["category"]] for r in teacher_rows]))
         rate = teacher_run["annotated"] / teacher_run["seconds"] if teacher_run["seconds"] else 0
         print_row(
-            f"— (the teacher: {MODEL}, label scoring)",
+            f"— (the teacher: {MODEL}, label scoring"
+            + (f", {args.shots} shots from the seed)" if args.shots else ")"),
             "LLM",
             "–",
             "–",
