@@ -174,8 +174,10 @@ def ours(recipe: str, quantize: str | None) -> System:
         )
         train(task, out, settings, data=data)
         model = load_model(out, threads=args.threads)
+        # the model's columns follow its task's label order (examples/ for lora-llm)
+        order = [task.label_names.index(label) for label in labels]
         return (
-            model.probabilities,
+            lambda texts: model.probabilities(texts)[:, order],
             folder_size(out)
             - (out / "README.md").stat().st_size
             - (out / "card.json").stat().st_size,
