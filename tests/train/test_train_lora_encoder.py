@@ -4,16 +4,13 @@ complete model folder (merged, ONNX int8) that predicts without torch; bad bound
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from train_data import banking77_sample, banking77_task, write_task
+from train_data import banking77_sample, banking77_task, kill_after_first_checkpoint, write_task
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
@@ -47,19 +44,7 @@ def test_a_killed_run_resumes_and_writes_a_model_that_runs_without_torch(
     rows = banking77_sample(labels=6, per_label=15)
     write_task(tmp_path, banking77_task(rows))
     write_jsonl(tmp_path / "train.jsonl", rows)
-    state = tmp_path / ".model.checkpoints" / "state.pt"
-    process = subprocess.Popen(
-        [sys.executable, "-c", TRAIN_SCRIPT.format(settings=SETTINGS), str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert state.is_file() and process.poll() is None, "no checkpoint before the run ended"
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait(timeout=30) == -signal.SIGKILL
-    assert not (tmp_path / "model").exists()  # nothing half-written
+    kill_after_first_checkpoint(TRAIN_SCRIPT.format(settings=SETTINGS), tmp_path, 120)
 
     messages: list[str] = []
     card = train(

@@ -9,9 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from train_data import NUSAX_TASK, nusax_test, nusax_train, write_task
+from train_data import NUSAX_TASK, kill_after_first_checkpoint, nusax_test, nusax_train, write_task
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
@@ -144,19 +141,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     rows = nusax_train(120)
     write_task(folder, TASK)
     write_jsonl(folder / "train.jsonl", rows)
-    state = folder / ".model.checkpoints" / "state.pt"
-    process = subprocess.Popen(
-        [sys.executable, "-c", TRAIN_SCRIPT.format(settings=SETTINGS), str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert state.is_file() and process.poll() is None, "no checkpoint before the run ended"
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait(timeout=30) == -signal.SIGKILL
-    assert not (folder / "model").exists()  # nothing half-written
+    kill_after_first_checkpoint(TRAIN_SCRIPT.format(settings=SETTINGS), folder, 180)
 
     messages: list[str] = []
     progress: list[tuple[Any, ...]] = []

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +57,21 @@ def write_task(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "task.toml").write_text(text, encoding="utf-8")
     return folder / "task.toml"
+
+
+def kill_after_first_checkpoint(script: str, folder: Path, timeout_s: float) -> None:
+    """Run ``script`` (a training run on ``folder``) in a subprocess, SIGKILL it once its first
+    checkpoint exists, and check the kill left no model folder behind."""
+    state = folder / ".model.checkpoints" / "state.pt"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout_s
+    while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert state.is_file() and process.poll() is None, "no checkpoint before the run ended"
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    assert not (folder / "model").exists()  # nothing half-written
