@@ -3,12 +3,18 @@
 At inference the head is one matrix product (``features @ weight.T + bias``), so a loaded model
 needs numpy only, never a pickled scikit-learn object. Arrays are written as safetensors, which
 serialise the same bytes for the same values (the model hash is reproducible).
+
+The product runs on one BLAS thread: it is tiny, and OpenBLAS's threads keep spinning for a
+while after it, taking the cores from ONNX Runtime's next batch (with two threads the `encoder`
+recipe served 468 texts/s at batch 64 on banking77 instead of 862 on 2 cores).
 """
 
 from __future__ import annotations
 
 import warnings
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,9 @@ class LinearHead:
 
     def logits(self, features: Any) -> np.ndarray:
         """Logits of shape (n, k) for dense or scipy-sparse ``features`` of shape (n, d)."""
-        return np.asarray(features @ self.weight.T, dtype=np.float64) + self.bias
+        with _one_blas_thread():
+            product = features @ self.weight.T
+        return np.asarray(product, dtype=np.float64) + self.bias
 
     def arrays(self, prefix: str = "head") -> dict[str, np.ndarray]:
         return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias}
@@ -37,6 +45,18 @@ class LinearHead:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "head") -> LinearHead:
         return cls(arrays[f"{prefix}.weight"], arrays[f"{prefix}.bias"])
+
+
+def _one_blas_thread() -> AbstractContextManager[Any]:
+    return _blas_threads().limit(limits=1, user_api="blas")
+
+
+@cache
+def _blas_threads() -> Any:
+    """The BLAS libraries loaded so far (numpy's is, by now); found once, as that takes ~0.3 ms."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def fit_head(
