@@ -9,6 +9,8 @@ load takes about a second. The tokenizer comes from the same GGUF file.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import uuid
@@ -49,7 +51,10 @@ def convert(gguf_path: Path, target: Path) -> None:
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     source, name = str(gguf_path.parent), gguf_path.name
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=name, dtype=torch.float32)
+    # transformers' GGUF reader draws its own tqdm bar, which disable_progress_bar() misses and
+    # which would break the caller's rich display; errors still raise
+    with contextlib.redirect_stderr(io.StringIO()):
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=name, dtype=torch.float32)
     # a GGUF-loaded model only saves once it forgets it was quantized (FEASIBILITY.md)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
