@@ -213,6 +213,38 @@ def test_predict_and_evaluate_load_the_folder(trained: dict[str, Any], run_cli: 
 
 
 @pytest.mark.slow
+def test_quantize_q8_0_writes_a_self_contained_merged_model(tmp_path: Path) -> None:
+    """``--quantize q8_0`` through train(): the adapter is merged and re-quantized by llama.cpp,
+    and the folder serves without the base model."""
+    import gguf
+
+    write_task(tmp_path, TASK)
+    write_jsonl(tmp_path / "train.jsonl", nusax_train(40))
+    messages: list[str] = []
+    settings = {**SETTINGS, "max_steps": 4, "checkpoint_every": 100, "quantize": "q8_0"}
+    card = train(
+        load_task(tmp_path / "task.toml"),
+        tmp_path / "model",
+        TrainSettings(**settings),
+        data=tmp_path / "train.jsonl",
+        log=messages.append,
+    ).card
+    assert card["quantization"] == "q8_0" and card["hyper_parameters"]["quantize"] == "q8_0"
+    assert sorted(card["files"]) == ["model.gguf", "prompt.json"]
+    assert any("re-quantizing to q8_0" in message for message in messages)
+    types = {t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "model" / "model.gguf").tensors}
+    assert "Q8_0" in types and not types & {"Q4_1", "Q4_K"}, types  # not the Q4_1 base's
+    # self-contained: the card's base may point nowhere
+    card_path = tmp_path / "model" / "card.json"
+    recorded = json.loads(card_path.read_text())
+    recorded["base_model"]["name"] = str(tmp_path / "gone.gguf")
+    card_path.write_text(json.dumps(recorded))
+    model = load_model(tmp_path / "model")
+    probabilities = model.probabilities([row["text"] for row in nusax_test(6)])
+    assert probabilities.shape == (6, 3) and np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+@pytest.mark.slow
 def test_a_folder_whose_base_model_differs_is_refused(
     trained: dict[str, Any], tmp_path: Path
 ) -> None:
