@@ -600,6 +600,17 @@ def train(
         float | None,
         typer.Option("--c", help="Inverse L2 strength of the logistic head (default 10)."),
     ] = None,
+    word_ngrams: Annotated[
+        str | None,
+        typer.Option(help="linear: word n-gram range LOW-HIGH, or none (default 1-2)."),
+    ] = None,
+    char_ngrams: Annotated[
+        str | None,
+        typer.Option(
+            help="linear: character n-gram range within words, LOW-HIGH, or none (default 2-5; "
+            "none featurizes 3-8x faster)."
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads for ONNX Runtime.")
     ] = None,
@@ -610,7 +621,14 @@ def train(
     from stillhouse.task import load_task
     from stillhouse.train import TrainSettings
     from stillhouse.train import train as run_train
+    from stillhouse.train.linear import parse_ngrams
 
+    given = {"word_ngrams": word_ngrams, "char_ngrams": char_ngrams}
+    ngrams = {
+        name: parse_ngrams("--" + name.replace("_", "-"), text)
+        for name, text in given.items()
+        if text is not None
+    }
     settings = TrainSettings(
         recipe=recipe,
         labels=labels,
@@ -624,6 +642,7 @@ def train(
         epochs=epochs,
         max_steps=max_steps,
         max_minutes=max_minutes,
+        **ngrams,
     )
     training = recipe in ("lora-encoder", "lora-llm", "spacy-ner")
     with progress_reporter("training" if training else "embedding") as progress:

@@ -93,6 +93,9 @@ def test_bad_train_input_is_one_message_and_writes_nothing(workspace: Path, run_
     few = run_cli(workspace, *base, "--min-per-label", "60")
     assert_clean_error(few, "E704")
     assert "'neutral' has 48" in few.stderr
+    ngrams = run_cli(workspace, *base, "--char-ngrams", "2-x")
+    assert_clean_error(ngrams, "E708")
+    assert "--char-ngrams must be LOW-HIGH" in ngrams.stderr and "'2-x'" in ngrams.stderr
     store = run_cli(workspace, "train", "--task", "task", "--from-store", "--out", "models/bad")
     assert_clean_error(store, "E706")
     assert not (workspace / "models" / "bad").exists()
@@ -101,3 +104,15 @@ def test_bad_train_input_is_one_message_and_writes_nothing(workspace: Path, run_
     )
     assert_clean_error(missing, "E720")
     assert not (workspace / "p.jsonl").exists()
+
+
+def test_words_only_linear_from_the_command_line(workspace: Path, run_cli: CLI) -> None:
+    trained = run_cli(
+        workspace,
+        *("train", "--task", "task", "--data", "train.jsonl", "--out", "models/words"),
+        *("--word-ngrams", "1", "--char-ngrams", "none", "--json"),
+    )
+    assert trained.returncode == 0, trained.stderr
+    card = json.loads(trained.stdout)
+    assert card["hyper_parameters"]["word_ngrams"] == [1, 1]
+    assert card["hyper_parameters"]["char_ngrams"] is None

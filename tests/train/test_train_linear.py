@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from train_data import NUSAX_TASK, nusax_test, nusax_train, write_task
 
@@ -148,6 +149,17 @@ def test_incomplete_and_incompatible_folders_are_refused_on_load(trained, tmp_pa
         ),
         (TrainSettings(recipe="linear", holdout=0.9), "E708", "--holdout must be a share"),
         (TrainSettings(recipe="linear", max_memory_gb=0.001), "E710", "would need about"),
+        (TrainSettings(recipe="linear", char_ngrams=(5, 2)), "E708", "--char-ngrams must be"),
+        (
+            TrainSettings(recipe="linear", word_ngrams=None, char_ngrams=None),
+            "E708",
+            "a range for at least one of them",
+        ),
+        (
+            TrainSettings(recipe="encoder", char_ngrams=None),
+            "E746",
+            "does not apply to recipe `encoder`",
+        ),
     ],
 )
 def test_bad_settings_are_refused_and_nothing_is_written(trained, settings, code, fragment) -> None:
@@ -177,3 +189,29 @@ def test_one_example_per_label_is_refused_for_want_of_a_held_out_split(trained) 
     error = error_of(lambda: train(task, out, settings, data=data))
     assert error.code == "E747" and "The 3 training example(s)" in error.message, error.message
     assert not out.exists()
+
+
+def test_words_only_featurizes_without_character_ngrams_and_reloads(trained) -> None:
+    task, data, folder, _ = trained
+    settings = TrainSettings(
+        recipe="linear",
+        word_ngrams=(1, 1),
+        char_ngrams=None,
+        latency_texts=20,
+        throughput_texts=100,
+    )
+    card = train(task, folder / "models" / "words", settings, data=data).card
+    assert card["hyper_parameters"]["word_ngrams"] == [1, 1]
+    assert card["hyper_parameters"]["char_ngrams"] is None
+    vocabulary = json.loads((folder / "models" / "words" / "vocabulary.json").read_text())
+    assert list(vocabulary) == ["word"] and all(" " not in term for term in vocabulary["word"])
+    model = load_model(folder / "models" / "words")
+    assert model.scorer.features(["good food"]).shape[1] == len(vocabulary["word"])
+    texts = [row["text"] for row in nusax_test(40)]
+    words, both = (
+        model.probabilities(texts),
+        load_model(folder / "models" / "a").probabilities(texts),
+    )
+    assert np.allclose(words.sum(axis=1), 1.0) and not np.allclose(words, both)
+    agreement = (words.argmax(axis=1) == both.argmax(axis=1)).mean()
+    assert agreement >= 0.6, agreement  # same data, fewer features: mostly the same answers

@@ -1,13 +1,17 @@
 """Recipe `linear`: TF-IDF word 1–2-grams and character 2–5-grams, logistic regression head.
 
 The fast baseline. Character n-grams (within word boundaries) carry morphology, so it also
-works for languages a pretrained English encoder does not know. Saved as the two vocabularies
-(JSON) and the arrays (safetensors); loading rebuilds the vectorizers without pickle.
+works for languages a pretrained English encoder does not know. Either family can be switched
+off or given another range (``--word-ngrams``, ``--char-ngrams``): words alone are 3–8× faster
+to featurize (scikit-learn's character analyzer is a Python loop over every n-gram), for a point
+or two of accuracy (bench/RESULTS.md). Saved as the vocabularies (JSON) and the arrays
+(safetensors); loading rebuilds the vectorizers without pickle.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from stillhouse.errors import Errors, fail
 from stillhouse.train.head import LinearHead, fit_head, lbfgs_memory_bytes, load_arrays, save_arrays
 
 FILES = ("vocabulary.json", "weights.safetensors")
@@ -28,8 +33,8 @@ class LinearParams:
 
     c: float = 10.0
     max_iter: int = 1000
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] = (2, 5)
+    word_ngrams: tuple[int, int] | None = (1, 2)  # None: no word n-grams
+    char_ngrams: tuple[int, int] | None = (2, 5)  # None: no character n-grams
     min_df: int = 1
     max_features: int | None = None
 
@@ -42,10 +47,35 @@ def _vectorizers(params: LinearParams) -> dict[str, TfidfVectorizer]:
         "min_df": params.min_df,
         "max_features": params.max_features,
     }
+    families = {"word": ("word", params.word_ngrams), "char": ("char_wb", params.char_ngrams)}
     return {
-        "word": TfidfVectorizer(analyzer="word", ngram_range=params.word_ngrams, **common),
-        "char": TfidfVectorizer(analyzer="char_wb", ngram_range=params.char_ngrams, **common),
+        name: TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, **common)
+        for name, (analyzer, ngrams) in families.items()
+        if ngrams is not None
     }
+
+
+def linear_params(settings: Any) -> LinearParams:
+    """The recipe's hyper-parameters from a :class:`~stillhouse.train.run.TrainSettings`."""
+    return LinearParams(
+        c=settings.c or LinearParams.c,
+        max_features=settings.max_features,
+        word_ngrams=settings.word_ngrams,
+        char_ngrams=settings.char_ngrams,
+    )
+
+
+def parse_ngrams(option: str, text: str) -> tuple[int, int] | None:
+    """``"1-2"`` → (1, 2), ``"3"`` → (3, 3), ``"none"`` → None; E708 names ``option`` otherwise."""
+    if text.strip().lower() == "none":
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
+    low, high = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
+    if not 1 <= low <= high:
+        raise fail(
+            Errors.E708, what=option, expected="LOW-HIGH with 1 ≤ LOW ≤ HIGH, or none", value=text
+        )
+    return low, high
 
 
 class LinearModel:

@@ -195,9 +195,9 @@ def _recipe(
     quantization (the encoder embeds every text once; both fits reuse the vectors)."""
     n_labels = len(task.label_names)
     if settings.recipe == "linear":
-        from stillhouse.train.linear import LinearParams, fit_linear, params_to_json
+        from stillhouse.train.linear import fit_linear, linear_params, params_to_json
 
-        params = LinearParams(c=settings.c or LinearParams.c, max_features=settings.max_features)
+        params = linear_params(settings)
 
         def fit_rows_linear(rows: np.ndarray) -> Any:
             chosen = [texts[i] for i in rows]

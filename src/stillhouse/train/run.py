@@ -24,7 +24,7 @@ from stillhouse.train.card import model_card, training_data
 from stillhouse.train.encoder import EncoderParams, fit_encoder, open_encoder
 from stillhouse.train.export import BASE_LICENSE, BASE_MODEL, QUANTIZATIONS
 from stillhouse.train.folder import write_model_folder
-from stillhouse.train.linear import LinearParams, fit_linear, params_to_json
+from stillhouse.train.linear import LinearParams, fit_linear, linear_params, params_to_json
 from stillhouse.train.load import Scorer
 from stillhouse.train.lora_encoder import LoraEncoderParams, fit_lora_encoder
 from stillhouse.train.lora_llm import QUANTIZATIONS as LLM_QUANTIZATIONS
@@ -57,6 +57,9 @@ class TrainSettings:
     quantize: str | None = None
     c: float | None = None
     max_features: int | None = None
+    # linear (and multilabel linear) only: n-gram ranges, None switches a family off
+    word_ngrams: tuple[int, int] | None = LinearParams.word_ngrams
+    char_ngrams: tuple[int, int] | None = LinearParams.char_ngrams
     refit: bool = True
     threads: int | None = None
     max_memory_gb: float | None = None
@@ -141,6 +144,34 @@ def check_settings(settings: TrainSettings) -> None:
     for what, value, ok, expected in checks:
         if not ok:
             raise fail(Errors.E708, what=what, expected=expected, value=value)
+    check_ngrams(settings)
+
+
+def check_ngrams(settings: TrainSettings, recipe: str | None = None) -> None:
+    """E708 for n-gram ranges that are not 1 ≤ low ≤ high or both families off; E746 for
+    n-grams set for a recipe (``recipe``, default ``settings.recipe``) that reads none."""
+    ranges = {"--word-ngrams": settings.word_ngrams, "--char-ngrams": settings.char_ngrams}
+    for what, ngrams in ranges.items():
+        if ngrams is not None and not (len(ngrams) == 2 and 1 <= ngrams[0] <= ngrams[1]):
+            raise fail(
+                Errors.E708, what=what, expected="LOW-HIGH with 1 ≤ LOW ≤ HIGH", value=ngrams
+            )
+    if settings.word_ngrams is None and settings.char_ngrams is None:
+        raise fail(
+            Errors.E708,
+            what="--word-ngrams/--char-ngrams",
+            expected="a range for at least one of them",
+            value="none",
+        )
+    recipe = recipe or settings.recipe
+    defaults = (LinearParams.word_ngrams, LinearParams.char_ngrams)
+    if recipe != "linear" and (settings.word_ngrams, settings.char_ngrams) != defaults:
+        raise fail(
+            Errors.E746,
+            what="--word-ngrams/--char-ngrams",
+            recipe=recipe,
+            detail="only the linear recipe reads n-grams",
+        )
 
 
 def train(
@@ -296,7 +327,7 @@ def _recipe(
     check = memory_check(settings)
 
     if settings.recipe == "linear":
-        linear = LinearParams(c=settings.c or LinearParams.c, max_features=settings.max_features)
+        linear = linear_params(settings)
 
         def fit_rows_linear(rows: np.ndarray) -> Scorer:
             chosen = [texts[i] for i in rows]

@@ -24,7 +24,13 @@ from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
 from stillhouse.train.card import model_card, training_data
 from stillhouse.train.folder import write_model_folder
-from stillhouse.train.run import TrainSettings, TrainSummary, check_settings, read_training_data
+from stillhouse.train.run import (
+    TrainSettings,
+    TrainSummary,
+    check_ngrams,
+    check_settings,
+    read_training_data,
+)
 
 # Which recipes train which task kind (classify: see run.RECIPES).
 KIND_RECIPES = {"multilabel": ("linear", "encoder"), "spans": ("spacy-ner",)}
@@ -80,6 +86,7 @@ def check_recipe(task: Task, settings: TrainSettings) -> None:
             raise fail(
                 Errors.E746, what="--c", recipe="spacy-ner", detail="it has no logistic head"
             )
+        check_ngrams(settings, "spacy-ner")
         check_settings(replace(settings, recipe="linear"))
     else:
         check_settings(settings)
