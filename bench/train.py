@@ -3,7 +3,8 @@
 One process, same machine, same train/test splits: banking77 (full train → test; 10 examples
 per intent → test) and NusaX sentiment (English, Javanese, Buginese; train → test). Systems:
 
-- ours: `linear` (TF-IDF word+char n-grams + LR) and `encoder` (all-MiniLM-L6-v2 ONNX +
+- ours: `linear` (TF-IDF word+char n-grams + LR; `linear words`: word unigrams only,
+  ``--word-ngrams 1 --char-ngrams none``) and `encoder` (all-MiniLM-L6-v2 ONNX +
   LR head) with int8 and fp32 encoders, trained with `stillhouse.train.train` (held-out 20%
   for temperature scaling, then refit on all rows); `lora-encoder` (LoRA fine-tuning of the
   same body with early stopping on the held-out 20%, merged, ONNX int8; bounded by
@@ -151,7 +152,7 @@ def example_task(args: argparse.Namespace, labels: list[str], work: Path, model:
     return task
 
 
-def ours(recipe: str, quantize: str | None) -> System:
+def ours(recipe: str, quantize: str | None, **extra: Any) -> System:
     def run(rows: Rows, labels: list[str], work: Path, args: argparse.Namespace):
         task = (
             example_task(args, labels, work, args.lora_llm_model)
@@ -172,6 +173,7 @@ def ours(recipe: str, quantize: str | None) -> System:
             max_minutes=args.lora_max_minutes if recipe.startswith("lora") else None,
             latency_texts=5,
             throughput_texts=10,
+            **extra,
         )
         train(task, out, settings, data=data)
         model = load_model(out, threads=args.threads)
@@ -314,6 +316,7 @@ def spacy_system(architecture: str) -> System:
 
 SYSTEMS: dict[str, System] = {
     "linear": ours("linear", None),
+    "linear words": ours("linear", None, word_ngrams=(1, 1), char_ngrams=None),
     "encoder int8": ours("encoder", "int8"),
     "encoder fp32": ours("encoder", "none"),
     "lora-encoder int8": ours("lora-encoder", "int8"),
