@@ -61,6 +61,17 @@ def stillhouse_home(cli_home: Path) -> Iterator[Path]:
         os.environ["STILLHOUSE_HOME"] = before
 
 
+def train_in(folder: Path, settings: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Train ``folder``/train.jsonl with ``folder``/task.toml into ``folder``/model; the card."""
+    return train(
+        load_task(folder / "task.toml"),
+        folder / "model",
+        TrainSettings(**settings),
+        data=folder / "train.jsonl",
+        **kwargs,
+    ).card
+
+
 def nusax_task() -> Task:
     import tomllib
 
@@ -146,14 +157,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     messages: list[str] = []
     progress: list[tuple[Any, ...]] = []
     started = time.perf_counter()
-    card = train(
-        load_task(folder / "task.toml"),
-        folder / "model",
-        TrainSettings(**SETTINGS),
-        data=folder / "train.jsonl",
-        log=messages.append,
-        progress=lambda *args: progress.append(args),
-    ).card
+    card = train_in(
+        folder, SETTINGS, log=messages.append, progress=lambda *args: progress.append(args)
+    )
     return {
         "folder": folder,
         "card": card,
@@ -222,13 +228,7 @@ def test_quantize_q8_0_writes_a_self_contained_merged_model(tmp_path: Path) -> N
     write_jsonl(tmp_path / "train.jsonl", nusax_train(40))
     messages: list[str] = []
     settings = {**SETTINGS, "max_steps": 4, "checkpoint_every": 100, "quantize": "q8_0"}
-    card = train(
-        load_task(tmp_path / "task.toml"),
-        tmp_path / "model",
-        TrainSettings(**settings),
-        data=tmp_path / "train.jsonl",
-        log=messages.append,
-    ).card
+    card = train_in(tmp_path, settings, log=messages.append)
     assert card["quantization"] == "q8_0" and card["hyper_parameters"]["quantize"] == "q8_0"
     assert sorted(card["files"]) == ["model.gguf", "prompt.json"]
     assert any("re-quantizing to q8_0" in message for message in messages)
