@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from train_data import NUSAX_TASK, nusax_test, nusax_train, write_task
 
 from stillhouse.data.io import write_jsonl
@@ -215,3 +216,15 @@ def test_words_only_featurizes_without_character_ngrams_and_reloads(trained) -> 
     assert np.allclose(words.sum(axis=1), 1.0) and not np.allclose(words, both)
     agreement = (words.argmax(axis=1) == both.argmax(axis=1)).mean()
     assert agreement >= 0.6, agreement  # same data, fewer features: mostly the same answers
+
+
+def test_prediction_features_equal_scikit_learns_tfidf_transform(trained) -> None:
+    _, _, folder, _ = trained
+    model = load_model(folder / "models" / "a")
+    texts = [row["text"] for row in nusax_test(50)] + ["", "zzqx", "Good FOOD, good food!"]
+    ours = model.scorer.features(texts).toarray()
+    reference = sp.hstack(
+        [vectorizer.transform(texts) for vectorizer in model.scorer.vectorizers.values()]
+    ).toarray()
+    assert ours.shape == reference.shape and np.abs(ours - reference).max() < 1e-5
+    assert not ours[len(texts) - 3].any() and np.allclose(np.linalg.norm(ours[-1]), np.sqrt(2))

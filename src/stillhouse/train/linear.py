@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from stillhouse.errors import Errors, fail
 from stillhouse.train.head import LinearHead, fit_head, lbfgs_memory_bytes, load_arrays, save_arrays
@@ -53,6 +53,21 @@ def _vectorizers(params: LinearParams) -> dict[str, TfidfVectorizer]:
         for name, (analyzer, ngrams) in families.items()
         if ngrams is not None
     }
+
+
+def tfidf(vectorizer: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
+    """``vectorizer.transform(texts)`` for the recipe's settings (sublinear tf, idf, l2 norm),
+    without scikit-learn's per-call input validation, which is most of a small call's time
+    (batch 1: ~0.48 → ~0.12 ms per text on NusaX English). Equal to it up to float rounding."""
+    counts = CountVectorizer.transform(vectorizer, list(texts)).astype(np.float32)
+    data = counts.data
+    np.log(data, out=data)
+    data += 1.0
+    data *= vectorizer.idf_[counts.indices]
+    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+    norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=counts.shape[0]))
+    data /= norms[rows]
+    return counts
 
 
 def linear_params(settings: Any) -> LinearParams:
@@ -91,8 +106,8 @@ class LinearModel:
         self.params = params
 
     def features(self, texts: Sequence[str]) -> sp.csr_matrix:
-        blocks = [vectorizer.transform(list(texts)) for vectorizer in self.vectorizers.values()]
-        return sp.hstack(blocks, format="csr")
+        blocks = [tfidf(vectorizer, texts) for vectorizer in self.vectorizers.values()]
+        return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         return self.head.logits(self.features(texts))
