@@ -608,7 +608,7 @@ def train(
         str | None,
         typer.Option(
             help="linear: character n-gram range within words, LOW-HIGH, or none (default 2-5; "
-            "none featurizes 3-8x faster)."
+            "none predicts ~10x faster)."
         ),
     ] = None,
     threads: Annotated[
