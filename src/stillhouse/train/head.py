@@ -6,7 +6,7 @@ serialise the same bytes for the same values (the model hash is reproducible).
 
 The product runs on one BLAS thread: it is tiny, and OpenBLAS's threads keep spinning for a
 while after it, taking the cores from ONNX Runtime's next batch (with two threads the `encoder`
-recipe served 468 texts/s at batch 64 on banking77 instead of 862 on 2 cores).
+recipe served 468 texts/s at batch 64 on banking77 instead of 852 on 2 cores).
 """
 
 from __future__ import annotations

@@ -81,16 +81,14 @@ def linear_params(settings: Any) -> LinearParams:
 
 
 def parse_ngrams(option: str, text: str) -> tuple[int, int] | None:
-    """``"1-2"`` → (1, 2), ``"3"`` → (3, 3), ``"none"`` → None; E708 names ``option`` otherwise."""
+    """``"1-2"`` → (1, 2), ``"3"`` → (3, 3), ``"none"`` → None; E708 names ``option`` for any
+    other form (whether the range is valid is checked with the other settings: run.check_ngrams)."""
     if text.strip().lower() == "none":
         return None
     match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
-    low, high = (int(match[1]), int(match[2] or match[1])) if match else (0, 0)
-    if not 1 <= low <= high:
-        raise fail(
-            Errors.E708, what=option, expected="LOW-HIGH with 1 ≤ LOW ≤ HIGH, or none", value=text
-        )
-    return low, high
+    if match is None:
+        raise fail(Errors.E708, what=option, expected="LOW-HIGH, a number, or none", value=text)
+    return int(match[1]), int(match[2] or match[1])
 
 
 class LinearModel:
