@@ -5,8 +5,8 @@ needs numpy only, never a pickled scikit-learn object. Arrays are written as saf
 serialise the same bytes for the same values (the model hash is reproducible).
 
 The product runs on one BLAS thread: it is tiny, and OpenBLAS's threads keep spinning for a
-while after it, taking the cores from ONNX Runtime's next batch (with two threads the `encoder`
-recipe served 468 texts/s at batch 64 on banking77 instead of 852 on 2 cores).
+while after it, taking the cores from ONNX Runtime's next batch (int8 encoder + head at batch
+64 on 2 cores: 473 texts/s with two BLAS threads, 808 with one; bench/encoder_variants.py).
 """
 
 from __future__ import annotations
