@@ -9,11 +9,12 @@ Measured on a bounded, seeded sample of the test texts (``EfficiencySettings.sam
 3. **Throughput**: the sample predicted in batches of each size in ``batch_sizes`` (sizes
    larger than the sample are skipped; batch size 1 reuses step 2); items per second, and the
    best batch size.
-4. **Peak memory**: during steps 2 and 3, a thread reads the process's resident set size
-   (psutil) every 5 ms (a call of some microseconds: it barely touches the timings); reported
-   is the peak minus the RSS just before step 2, in bytes. RSS sees memory
-   allocated by native code (llama.cpp, onnxruntime, torch), which ``tracemalloc`` would not;
-   it is coarse (pages, a 5 ms sampling period) and 0 when nothing new was allocated.
+4. **Peak memory**: the peak resident set size (RSS) of the process during steps 2 and 3 minus
+   its RSS just before step 2, in bytes. On Linux the kernel keeps the peak itself (``VmHWM``
+   in ``/proc/self/status``, reset by writing ``5`` to ``/proc/self/clear_refs``): exact, no
+   sampling. Elsewhere a thread reads the RSS (psutil) every 5 ms, which can miss a short-lived
+   peak. RSS sees memory allocated by native code (llama.cpp, onnxruntime, torch), which
+   ``tracemalloc`` would not; it is counted in pages and 0 when nothing new was allocated.
 5. **Size and parameters** from the predictor's ``describe()``: ``size_bytes`` (else the size of
    the file or folder at ``path``) and ``parameters``; None when not reported.
 6. **Tokens per item** (LLM systems and cascades with an LLM stage): the mean over the timed
@@ -105,7 +106,7 @@ def measure_efficiency(
             "by_batch_size": {str(size): rate for size, rate in throughput.items()},
         },
         "peak_memory_bytes": memory.peak_delta,
-        "memory_method": "peak RSS (psutil, sampled every 5 ms) during the timed runs "
+        "memory_method": f"peak RSS ({memory.method}) during the timed runs "
         "minus RSS before them (after warm-up)",
         "size_bytes": size_on_disk(description),
         "parameters": _whole_number(description.get("parameters")),
@@ -163,16 +164,21 @@ def _tokens(predictions: Sequence[Prediction]) -> dict[str, float | None] | None
 
 
 class PeakMemory:
-    """Context manager: the peak RSS of this process above its RSS on entry, polled by a thread."""
+    """Context manager: the peak RSS of this process above its RSS on entry, in ``peak_delta``.
+
+    Read from the kernel's high-water mark where it can be reset (Linux); polled by a thread
+    every ``MEMORY_POLL_SECONDS`` elsewhere."""
 
     def __init__(self) -> None:
         import psutil
 
         self._process = psutil.Process()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._peak = 0
         self._start = 0
         self.peak_delta = 0
+        self.method = "kernel high-water mark"
 
     def _poll(self) -> None:
         while not self._stop.wait(MEMORY_POLL_SECONDS):
@@ -180,12 +186,34 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         self._start = self._peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
+        if not _reset_kernel_peak():
+            self.method = f"psutil, sampled every {MEMORY_POLL_SECONDS * 1000:g} ms"
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        if self._thread is None:
+            self._peak = max(self._peak, _kernel_peak())
+        else:
+            self._stop.set()
+            self._thread.join()
         self._peak = max(self._peak, self._process.memory_info().rss)
         self.peak_delta = int(self._peak - self._start)
+
+
+def _reset_kernel_peak() -> bool:
+    """Reset the kernel's peak RSS of this process to its current RSS; False where it can't."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _kernel_peak() > 0
+    except OSError:
+        return False
+
+
+def _kernel_peak() -> int:
+    """``VmHWM`` of this process in bytes (0 when the kernel does not report it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
