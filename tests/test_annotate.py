@@ -634,6 +634,31 @@ def test_nearest_neighbour_shots_change_the_annotator(
     assert summary["annotator"] != annotator_id(MODEL, workspace.task, "score", 0)
 
 
+def test_unlabelled_only_asks_the_llm_about_rows_without_gold_and_uses_the_rest_as_shots(
+    tmp_path: Path,
+    make_workspace: Callable[..., Workspace],
+    nusax_rows: list[dict[str, Any]],
+    run_cli: CLI,
+) -> None:
+    rows = [row | {"label": ""} if i >= 5 else row for i, row in enumerate(nusax_rows[:8])]
+    workspace = make_workspace(tmp_path, rows)
+
+    result = run_cli(
+        workspace.folder, *workspace.annotate_args("--shots", "2", "--unlabelled-only", "--json")
+    )
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    unlabelled = {row["id"] for row in rows[5:]}
+    assert (summary["examples"], summary["annotated"], summary["n_gold"]) == (3, 3, 0)
+    assert summary["annotator"] == annotator_id(MODEL, workspace.task, "score", 2)
+    assert set(llm_annotations(workspace)) == unlabelled
+    assert len(stored_examples(workspace)) == 8  # the labelled rows are stored all the same
+    with Store(workspace.store_path) as store:
+        gold = {a.example_id for a in store.annotations("classify", "gold")}
+    assert gold == {row["id"] for row in rows[:5]}
+
+
 # export ----------------------------------------------------------------------------------------
 
 

@@ -115,6 +115,7 @@ def annotate(
     limit: int | None = None,
     method: Method = "score",
     shots: int | None = None,
+    unlabelled_only: bool = False,
     use_cache: bool = True,
     skip_invalid: bool = False,
     threads: int | None = None,
@@ -124,8 +125,10 @@ def annotate(
     """Annotate the texts of ``input_path`` with the LLM; results go to the task's store.
 
     ``model`` overrides ``[llm].model``; ``limit`` keeps the first N rows; ``shots`` overrides
-    ``[llm].shots`` (k nearest labelled examples from the same file). Pass an open ``backend``
-    to reuse a loaded model across calls.
+    ``[llm].shots`` (k nearest labelled examples from the same file). ``unlabelled_only`` asks
+    the LLM only about rows without a gold label (the labelled ones are still stored, and serve
+    as shots); the summary then counts those rows only. Pass an open ``backend`` to reuse a
+    loaded model across calls.
     """
     if method not in METHODS:
         raise fail(Errors.E403, what="method", value=method, choices=", ".join(METHODS))
@@ -147,6 +150,7 @@ def annotate(
                 store,
                 backend,
                 examples,
+                [e for e in examples if e.gold is None] if unlabelled_only else examples,
                 annotator,
                 method,
                 shots,
@@ -166,6 +170,7 @@ def _run(
     store: Store,
     backend: Backend,
     examples: Sequence[Example],
+    targets: Sequence[Example],
     annotator: str,
     method: Method,
     shots: int,
@@ -180,7 +185,7 @@ def _run(
     if gold:
         store.add_annotations(gold, task.kind)
     done_before = store.annotated_ids(annotator)
-    todo = [e for e in examples if e.id not in done_before]
+    todo = [e for e in targets if e.id not in done_before]
     run_id = store.start_run(
         "annotate",
         task_hash=task.fingerprint(),
@@ -283,13 +288,13 @@ def _run(
         summary = _summarise(
             task,
             store,
-            examples,
+            targets,
             annotator,
             method,
             model_spec,
             run_id,
             len(todo),
-            len(examples) - len(todo),
+            len(targets) - len(todo),
             hits,
             seconds,
             truncated,

@@ -115,6 +115,13 @@ def annotate(
             min=0, help="Add the K nearest labelled examples of the input to each prompt."
         ),
     ] = None,
+    unlabelled_only: Annotated[
+        bool,
+        typer.Option(
+            "--unlabelled-only",
+            help="Label only rows without a gold label (labelled rows still serve as shots).",
+        ),
+    ] = False,
     no_cache: Annotated[
         bool,
         typer.Option(
@@ -143,6 +150,7 @@ def annotate(
             limit=limit,
             method=method,
             shots=shots,  # type: ignore[arg-type]
+            unlabelled_only=unlabelled_only,
             use_cache=not no_cache,
             skip_invalid=skip_invalid,
             threads=threads,
