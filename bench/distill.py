@@ -119,13 +119,22 @@ def workspace(name: str, rows: list[dict[str, str]]) -> tuple[Task, Path]:
     return load_task(folder / "task.toml"), folder / "sample.csv"
 
 
-def label_with_llm(task: Task, sample: Path, threads: int, shots: int) -> dict[str, Any]:
+def label_with_llm(
+    task: Task, sample: Path, threads: int, shots: int, unlabelled_only: bool = False
+) -> dict[str, Any]:
     """Annotate (or resume) and return the run's speed: measured once, kept in run.json (a
     rerun reads the labels from the store and would otherwise time the cache)."""
     record = sample.parent / "run.json"
     progress = Progress("LLM labels " + sample.parent.name)
     summary = annotate(
-        task, sample, model=MODEL, method="score", threads=threads, shots=shots, progress=progress
+        task,
+        sample,
+        model=MODEL,
+        method="score",
+        threads=threads,
+        shots=shots,
+        unlabelled_only=unlabelled_only,
+        progress=progress,
     )
     previous = (
         json.loads(record.read_text()) if record.is_file() else {"annotated": 0, "seconds": 0}
@@ -310,13 +319,15 @@ def main() -> None:
 
     if args.teacher_limit:
         teacher_rows = test_sample(args.teacher_limit)
-        # a few-shot teacher sees the seed (its shots) beside the unlabelled test texts
+        # a few-shot teacher sees the seed (its shots, not labelled again) beside the test texts
         seed_rows = [row for row in workspace_rows if row["category"]] if prefix else []
         unlabelled = [row | {"category": ""} for row in teacher_rows] if prefix else teacher_rows
         teacher_task, teacher_sample = workspace(
             f"{prefix}test{args.teacher_limit}", seed_rows + unlabelled
         )
-        teacher_run = label_with_llm(teacher_task, teacher_sample, args.threads, args.shots)
+        teacher_run = label_with_llm(
+            teacher_task, teacher_sample, args.threads, args.shots, unlabelled_only=bool(prefix)
+        )
         answers = llm_answers(teacher_task, teacher_run["annotator"])
         probs = np.array(
             [
