@@ -7,7 +7,8 @@ banking77 and NusaX (English, Javanese; cycled to --texts), 64 texts per call, t
 - Python's ``str.lower().split()`` (a floor for any Python-level word featurizer);
 - scikit-learn's word (1–2-gram) and char_wb (2–5-gram) analyzers alone, and the whole
   ``TfidfVectorizer.transform`` of each (fitted on the train split, the recipe's settings);
-- :func:`stillhouse.train.linear.tfidf` (the recipe's prediction path) for words only;
+- :class:`stillhouse.train.linear.Tfidf` (the recipe's prediction path) for word unigrams
+  (`linear words`), word 1–2-grams and char_wb 2–5-grams (the default `linear`);
 - spaCy's tokenizer alone (``spacy.blank("en")``, ``nlp.pipe``);
 - a subword prototype: the `tokenizers` WordPiece of all-MiniLM-L6-v2 (Rust, batch encoding),
   token ids + hashed id bigrams as a sparse count matrix, then TF-IDF (sublinear, l2) and the
@@ -98,7 +99,7 @@ def featurizers(
     from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from stillhouse.train.linear import tfidf
+    from stillhouse.train.linear import Tfidf
 
     train_texts = [text for text, _ in train]
     common = {"sublinear_tf": True, "dtype": np.float32}
@@ -118,7 +119,9 @@ def featurizers(
         ("scikit-learn char_wb 2–5-gram analyzer", lambda b: [char_analyzer(t) for t in b], ""),
         ("TfidfVectorizer.transform, words 1–2", words.transform, ""),
         ("TfidfVectorizer.transform, char_wb 2–5", chars.transform, ""),
-        ("stillhouse linear.tfidf, word unigrams", lambda b: tfidf(unigrams, b), "`linear words`"),
+        ("stillhouse Tfidf, word unigrams", Tfidf(unigrams), "`linear words`"),
+        ("stillhouse Tfidf, words 1–2", Tfidf(words), "`linear`, words"),
+        ("stillhouse Tfidf, char_wb 2–5", Tfidf(chars), "`linear`, characters"),
         ("spaCy tokenizer (blank en)", lambda b: list(nlp.pipe(b, batch_size=BATCH)), ""),  # type: ignore[attr-defined]
         (
             "subword prototype (tokenizers ids + bigrams, TF-IDF)",

@@ -228,3 +228,53 @@ def test_prediction_features_equal_scikit_learns_tfidf_transform(trained) -> Non
     ).toarray()
     assert ours.shape == reference.shape and np.abs(ours - reference).max() < 1e-5
     assert not ours[len(texts) - 3].any() and np.allclose(np.linalg.norm(ours[-1]), np.sqrt(2))
+
+
+ODD_TEXTS = [
+    "",
+    "   ",
+    "a",
+    "snake_case and__double _x_ under_",
+    "Ünïcödé  ÉCOLE straße İstanbul ǅemal",
+    "e\u0301te cafe\u0301 (combining accents)",
+    "tabs\tand\nnewlines\r\nand\x0bvertical\x1cseparators\u2028line\u00a0nbsp",
+    "digits 42 ²³ ½ 4th 1,000.50 v2.0 x86_64",
+    "punct!!! good,bad;ugly... (parens) [brackets] 'quotes' \"dq\" e-mail@host.com #tag",
+    "日本語のテキスト 中文 한국어 العربية עברית हिन्दी",
+    "emoji 😀 good👍food ❤️",
+    "nul\x00byte and\x00more",
+]
+
+
+def random_texts(count: int) -> list[str]:
+    """Seeded random strings over letters, digits, the underscore, punctuation, whitespace of
+    several kinds, accents, combining marks and scripts other than Latin."""
+    alphabet = list("abcdefghij ABCDEFGHIJ 0123456789 _-.,!?'\"/()") + list(
+        " \t\n\u00a0\u2009\u3000éèüßİıǅ\u0301\u0300²½日本ข\u0e31عשह\u093f😀"
+    )
+    rng = np.random.default_rng(0)
+    return ["".join(rng.choice(alphabet, rng.integers(0, 60))) for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "ngrams"),
+    [("word", (1, 1)), ("word", (1, 2)), ("word", (2, 3)), ("char_wb", (2, 5))],
+)
+def test_term_counts_equal_scikit_learns_count_vectorizer(analyzer, ngrams) -> None:
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+    from stillhouse.train.linear import Tfidf
+
+    fit_texts = [row["text"] for row in nusax_train()] + ODD_TEXTS + random_texts(300)
+    texts = [row["text"] for row in nusax_test(100)] + ODD_TEXTS + random_texts(300)
+    vectorizer = TfidfVectorizer(
+        analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True, dtype=np.float32
+    ).fit(fit_texts)
+    ours = Tfidf(vectorizer).counts(texts)
+    reference = CountVectorizer.transform(vectorizer, texts)
+    assert ours.has_canonical_format and ours.shape == reference.shape
+    assert np.array_equal(ours.indptr, reference.indptr)
+    assert np.array_equal(ours.indices, reference.indices)
+    assert np.array_equal(ours.data, reference.data)
+    assert reference.nnz > 2 * len(texts)  # the comparison covers many terms
+    assert Tfidf(vectorizer).counts([]).shape == (0, len(vectorizer.vocabulary_))

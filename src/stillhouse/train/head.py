@@ -14,12 +14,13 @@ from __future__ import annotations
 import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+from scipy.sparse import issparse
 
 # The bias of a task label with no training example: its probability is exp(-10000) ≈ 0 after
 # any temperature, while staying finite for JSON, safetensors and the NLL of temperature fitting.
@@ -35,9 +36,18 @@ class LinearHead:
 
     def logits(self, features: Any) -> np.ndarray:
         """Logits of shape (n, k) for dense or scipy-sparse ``features`` of shape (n, d)."""
-        with _one_blas_thread():
-            product = features @ self.weight.T
+        if issparse(features):  # scipy's own loop, no BLAS (nor the ~30 µs of limiting it)
+            product = features @ self._weight_t
+        else:
+            with _one_blas_thread():
+                product = features @ self._weight_t
         return np.asarray(product, dtype=np.float64) + self.bias
+
+    @cached_property
+    def _weight_t(self) -> np.ndarray:
+        """``weight.T`` laid out for the product: scipy would copy the transposed view on every
+        call (`linear words`, 64 texts × 2,974 terms: 85 → 13 µs per batch)."""
+        return np.ascontiguousarray(self.weight.T)
 
     def arrays(self, prefix: str = "head") -> dict[str, np.ndarray]:
         return {f"{prefix}.weight": self.weight, f"{prefix}.bias": self.bias}

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from stillhouse.errors import Errors, fail
 from stillhouse.train.head import LinearHead, fit_head, lbfgs_memory_bytes, load_arrays, save_arrays
@@ -55,20 +56,88 @@ def _vectorizers(params: LinearParams) -> dict[str, TfidfVectorizer]:
     }
 
 
-def tfidf(vectorizer: TfidfVectorizer, texts: Sequence[str]) -> sp.csr_matrix:
-    """``vectorizer.transform(texts)`` for the recipe's settings (sublinear tf, idf, l2 norm),
-    without scikit-learn's per-call input validation, which is most of a small call's time
-    (`linear words` on NusaX English at batch 1: 1,449 → 4,105 texts/s, bench/RESULTS.md).
-    Equal to it up to float rounding (tested)."""
-    counts = CountVectorizer.transform(vectorizer, list(texts)).astype(np.float32)
-    data = counts.data
-    np.log(data, out=data)
-    data += 1.0
-    data *= vectorizer.idf_[counts.indices]
-    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-    norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=counts.shape[0]))
-    data /= norms[rows]
-    return counts
+class Tfidf:
+    """A fitted vectorizer's prediction path: ``tfidf(texts)`` equals ``vectorizer.transform``
+    for the recipe's settings (sublinear tf, idf, l2 norm) up to float rounding (tested), at a
+    fraction of its cost.
+
+    scikit-learn's transform validates its input on every call (most of a small call's time)
+    and counts terms in a Python loop that raises and catches a ``KeyError`` for every term
+    outside the vocabulary. Here terms are looked up in one ``map`` of ``dict.get`` over the
+    batch and counted by scipy with 32-bit indices (64-bit ones cost scipy a conversion: 2.5×
+    the time to build a 64-text batch's matrix); word tokens come from one regular expression
+    without scikit-learn's word-boundary checks (same tokens). Measured in
+    bench/featurize_cost.py and bench/train.py (bench/RESULTS.md)."""
+
+    def __init__(self, vectorizer: TfidfVectorizer) -> None:
+        self.vectorizer = vectorizer
+        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
+        self.idf = np.asarray(vectorizer.idf_, dtype=np.float32)
+        default_words = (
+            vectorizer.analyzer == "word"
+            and vectorizer.token_pattern == DEFAULT_TOKEN_PATTERN
+            and vectorizer.tokenizer is None
+            and vectorizer.preprocessor is None
+            and vectorizer.stop_words is None
+            and vectorizer.lowercase
+            and vectorizer.strip_accents is None
+        )
+        self.terms = (
+            _word_terms(vectorizer.ngram_range) if default_words else vectorizer.build_analyzer()
+        )
+
+    def __call__(self, texts: Sequence[str]) -> sp.csr_matrix:
+        counts = self.counts(texts)
+        data = counts.data
+        np.log(data, out=data)
+        data += 1.0
+        data *= self.idf[counts.indices]
+        rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+        norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=counts.shape[0]))
+        data /= norms[rows]
+        return counts
+
+    def counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Term counts, float32, one row per text, sorted column indices (CountVectorizer's)."""
+        per_text = [self.terms(text) for text in texts]
+        flat = list(chain.from_iterable(per_text))
+        columns = np.fromiter(map(self.vocabulary.get, flat, repeat(-1)), np.int32, len(flat))
+        known = columns >= 0
+        lengths = np.fromiter(map(len, per_text), np.int64, len(per_text))
+        rows = np.repeat(np.arange(len(per_text)), lengths)[known]
+        indptr = np.zeros(len(per_text) + 1, np.int32)
+        np.cumsum(np.bincount(rows, minlength=len(per_text)), out=indptr[1:])
+        counts = sp.csr_matrix(
+            (np.ones(rows.size, np.float32), columns[known], indptr),
+            shape=(len(per_text), len(self.vocabulary)),
+        )
+        counts.sum_duplicates()
+        return counts
+
+
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+# Finds the same tokens in the same order: a match of \w\w+ can only start where a run of word
+# characters starts (a later start means the earlier one failed, i.e. a run of one character)
+# and, greedy, ends where the run ends. Without the \b checks it runs 1.2–1.4× faster.
+_WORDS = re.compile(r"\w\w+")
+
+
+def _word_terms(ngram_range: tuple[int, int]) -> Callable[[str], list[str]]:
+    """scikit-learn's word analyzer for the default token pattern, lowercase, no stop words:
+    the same terms in the same order (tested)."""
+    findall = _WORDS.findall
+    low, high = ngram_range
+
+    def terms(text: str) -> list[str]:
+        tokens = findall(text.lower())
+        if high == 1:
+            return tokens
+        grams = tokens[:] if low == 1 else []
+        for n in range(max(low, 2), high + 1):
+            grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        return grams
+
+    return terms
 
 
 def linear_params(settings: Any) -> LinearParams:
@@ -103,9 +172,10 @@ class LinearModel:
         self.vectorizers = vectorizers
         self.head = head
         self.params = params
+        self._tfidf = [Tfidf(vectorizer) for vectorizer in vectorizers.values()]
 
     def features(self, texts: Sequence[str]) -> sp.csr_matrix:
-        blocks = [tfidf(vectorizer, texts) for vectorizer in self.vectorizers.values()]
+        blocks = [tfidf(texts) for tfidf in self._tfidf]
         return blocks[0] if len(blocks) == 1 else sp.hstack(blocks, format="csr")
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
