@@ -2,7 +2,7 @@
 
 The fast baseline. Character n-grams (within word boundaries) carry morphology, so it also
 works for languages a pretrained English encoder does not know. Either family can be switched
-off or given another range (``--word-ngrams``, ``--char-ngrams``): words alone predict 10–14×
+off or given another range (``--word-ngrams``, ``--char-ngrams``): words alone predict 13–19×
 faster (scikit-learn's character analyzer is a Python loop over every n-gram), for a point
 or two of accuracy (bench/RESULTS.md). Saved as the vocabularies (JSON) and the arrays
 (safetensors); loading rebuilds the vectorizers without pickle.
