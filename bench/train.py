@@ -23,6 +23,10 @@ Per system: accuracy and macro-F1 with 95% bootstrap CIs (stillhouse.evaluate.bo
 ECE (10 equal-mass bins), training time, size on disk, throughput at batch 64 and at batch 1
 (one text per call, as a served model sees them: 1 / median latency) and p95 latency at batch 1
 (same texts for all; the fastest of --speed-repeats measurements). Prints a markdown table; run with `nice -n 10`.
+With ``--paired-against PEER[,PEER]`` a second table follows: on each dataset, every other
+system's accuracy minus each peer's on the same test texts, with its paired-bootstrap 95%
+interval and p-value and the exact McNemar p-value (stillhouse.evaluate.paired) — whether an
+accuracy gap whose CIs overlap is a real one.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from stillhouse.evaluate.bootstrap import (
     resample_indices,
 )
 from stillhouse.evaluate.calibration import expected_calibration_error
+from stillhouse.evaluate.paired import mcnemar_exact, paired_bootstrap
 from stillhouse.task import Task, parse_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.measure import measure_speed
@@ -101,7 +106,34 @@ def scores(probs: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict[str, Any]
         functools.partial(macro_f1_per_resample, gold, predicted, n_labels=k), indices
     )
     ece = expected_calibration_error(probs.max(axis=1), predicted == gold, bins=10, scheme="mass")
-    return {"accuracy": accuracy, "macro_f1": macro, "ece": ece}
+    return {"accuracy": accuracy, "macro_f1": macro, "ece": ece, "correct": predicted == gold}
+
+
+def print_paired(correct: dict[tuple[str, str], np.ndarray], peers: list[str]) -> None:
+    """Accuracy of each system minus each peer's on the same dataset's test texts."""
+    print(
+        "\n| dataset | system | peer | Δ accuracy, points (95% CI) | p (paired bootstrap) "
+        "| p (McNemar exact) | only system right / only peer right |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for (dataset, peer), peer_correct in correct.items():
+        if peer not in peers:
+            continue
+        indices = resample_indices(len(peer_correct), 1000, 0)
+        for (other_dataset, system), system_correct in correct.items():
+            if other_dataset != dataset or system == peer:
+                continue
+            d = paired_bootstrap(
+                system_correct[indices].mean(axis=1),
+                peer_correct[indices].mean(axis=1),
+                float(system_correct.mean() - peer_correct.mean()),
+            )
+            m = mcnemar_exact(system_correct, peer_correct)
+            print(
+                f"| {dataset} | {system} | {peer} | {100 * d.difference:+.1f} "
+                f"({100 * d.low:+.1f} to {100 * d.high:+.1f}) | {d.p_value:.3f} "
+                f"| {m.p_value:.3f} | {m.b} / {m.c} |"
+            )
 
 
 def best_speed(
@@ -344,6 +376,9 @@ def main() -> None:
     parser.add_argument("--lora-max-minutes", type=float, default=10.0)
     parser.add_argument("--lora-llm-model", default="smollm2-135m")
     parser.add_argument("--llm-model", default="qwen2.5-0.5b")
+    parser.add_argument(
+        "--paired-against", default="", help="peers (comma-separated) for paired accuracy tests"
+    )
     args = parser.parse_args()
     import torch
 
@@ -352,6 +387,7 @@ def main() -> None:
         "| dataset | system | accuracy (95% CI) | macro-F1 (95% CI) | ECE | train s | size MB | texts/s (batch 64) | texts/s (batch 1) | p95 ms (batch 1) | note |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    correct: dict[tuple[str, str], np.ndarray] = {}
     for name, (train_rows, test_rows) in datasets(args.datasets.split(",")).items():
         labels = sorted({y for _, y in train_rows})
         column = {label: i for i, label in enumerate(labels)}
@@ -369,6 +405,7 @@ def main() -> None:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             a, f = measured["accuracy"], measured["macro_f1"]
+            correct[name, system] = measured["correct"]
             print(
                 f"| {name} | {system} | {a.estimate:.3f} ({a.low:.3f}–{a.high:.3f}) | {f.estimate:.3f} ({f.low:.3f}–{f.high:.3f}) "
                 f"| {measured['ece']:.3f} | {train_seconds:.0f} | {size / 1e6:.1f} | {speed['throughput_per_s']:.0f} "
@@ -376,6 +413,8 @@ def main() -> None:
                 f"| {speed['latency_ms_batch1']['p95']:.1f} | {note} |",
                 flush=True,
             )
+    if args.paired_against:
+        print_paired(correct, args.paired_against.split(","))
     sys.stdout.flush()
 
 

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from structured_data import TYPES, presidio_multilabel, task_text
+from structured_data import TYPES, presidio_multilabel, presidio_spans, task_text
 from train_data import NUSAX_TASK, nusax_train, write_task
 
 from stillhouse.data.io import write_jsonl
@@ -18,7 +18,7 @@ from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, train
 from stillhouse.train.encoder import EncoderParams
 from stillhouse.train.lora_encoder import LoraEncoderParams
-from stillhouse.train.memory import ADVICE, encoder_bytes, lora_encoder_bytes
+from stillhouse.train.memory import ADVICE, encoder_bytes, lora_encoder_bytes, spacy_ner_bytes
 from stillhouse.train.run import RECIPES
 from stillhouse.train.structured import KIND_RECIPES
 
@@ -31,6 +31,7 @@ from stillhouse.train.structured import KIND_RECIPES
         ("classify", "lora-encoder", "LoRA training of all-MiniLM-L6-v2 (batch 16 × 64 tokens"),
         ("multilabel", "linear", "6 labels × "),
         ("multilabel", "encoder", "60 texts × 384 embeddings, a 6-label head"),
+        ("spans", "spacy-ner", "spaCy NER training ("),
     ],
 )
 def test_a_tiny_memory_budget_refuses_before_any_expensive_work(
@@ -39,6 +40,9 @@ def test_a_tiny_memory_budget_refuses_before_any_expensive_work(
     if kind == "classify":
         write_task(tmp_path, NUSAX_TASK)
         rows = nusax_train(60)
+    elif kind == "spans":
+        write_task(tmp_path, task_text("pii", "spans", "spans", TYPES[:4]))
+        rows = presidio_spans(0, 60, TYPES[:4])
     else:
         write_task(tmp_path, task_text("pii-kinds", "multilabel", "labels", TYPES))
         rows = presidio_multilabel(0, 60)
@@ -69,7 +73,7 @@ def test_a_tiny_memory_budget_refuses_before_any_expensive_work(
 
 
 def test_every_recipe_has_its_own_advice() -> None:
-    recipes = set(RECIPES) | set(KIND_RECIPES["multilabel"])
+    recipes = set(RECIPES) | set(KIND_RECIPES["multilabel"]) | set(KIND_RECIPES["spans"])
     assert recipes <= set(ADVICE)
     assert "max_features" in ADVICE["linear"]
     assert not any("max_features" in ADVICE[r] for r in recipes - {"linear"})
@@ -86,3 +90,10 @@ def test_estimates_grow_with_what_drives_them() -> None:
     longer, _ = lora_encoder_bytes(100, 10, LoraEncoderParams(max_length=256))
     # all-MiniLM-L6-v2's ~22.7M fp32 weights are in any LoRA estimate
     assert 4 * 22_000_000 < base < longer
+
+    few, _ = spacy_ner_bytes(1_500_000, 96, ["a short text"] * 100, 8)
+    more, _ = spacy_ner_bytes(1_500_000, 96, ["a short text"] * 10_000, 8)
+    longer, _ = spacy_ner_bytes(1_500_000, 96, ["a short text"] * 99 + ["x" * 30_000], 8)
+    # the weights, their gradients, Adam's moments and two serialised copies: 6 × 4 bytes each
+    assert 6 * 4 * 1_500_000 < few < more and few < longer
+    assert more - few >= 9_900 * 5 * 500  # 5 tokens a text, ~500 bytes per token's Example

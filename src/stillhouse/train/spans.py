@@ -31,6 +31,7 @@ from stillhouse.evaluate.structured import span_results
 from stillhouse.task import Task
 from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.measure import structured_held_out
+from stillhouse.train.memory import memory_check, spacy_ner_bytes
 from stillhouse.train.run import TrainSettings
 from stillhouse.train.structured import Fitted
 
@@ -127,6 +128,14 @@ def fit_spans(
     ner = nlp.get_pipe("ner")
     for label in task.label_names:
         ner.add_label(label)
+    memory_check(settings)(
+        *spacy_ner_bytes(
+            _parameters(ner.model),
+            nlp.config["components"]["ner"]["model"]["tok2vec"]["encode"]["width"],
+            [answers.texts[i] for i in train_rows],
+            params.batch_size,
+        )
+    )
     examples, off_boundaries = _examples(nlp, answers, train_rows)
     if off_boundaries:
         say(
@@ -175,6 +184,16 @@ def fit_spans(
             "training_run": asdict(info),
             "spans_off_token_boundaries": off_boundaries,
         },
+    )
+
+
+def _parameters(model: Any) -> int:
+    """The number of weights in a thinc model."""
+    return sum(
+        node.get_param(name).size
+        for node in model.walk()
+        for name in node.param_names
+        if node.has_param(name)
     )
 
 
