@@ -6,7 +6,9 @@ per intent → test) and NusaX sentiment (English, Javanese, Buginese; train →
 - ours: `linear` (TF-IDF word+char n-grams + LR; `linear words`: word unigrams only,
   ``--word-ngrams 1 --char-ngrams none``) and `encoder` (all-MiniLM-L6-v2 ONNX +
   LR head) with int8 and fp32 encoders, trained with `stillhouse.train.train` (held-out 20%
-  for temperature scaling, then refit on all rows); `lora-encoder` (LoRA fine-tuning of the
+  for temperature scaling, then refit on all rows); `contrastive-encoder` (SetFit's
+  contrastive fine-tuning of the same body for --setfit-max-steps steps, on the 80% not held
+  out, then ONNX int8 + LR head); `lora-encoder` (LoRA fine-tuning of the
   same body with early stopping on the held-out 20%, merged, ONNX int8; bounded by
   --lora-max-minutes);
 - SetFit 1.x with the same all-MiniLM-L6-v2 body (contrastive fine-tuning + LR head), default
@@ -203,6 +205,8 @@ def ours(recipe: str, quantize: str | None, **extra: Any) -> System:
             min_per_label=1,
             threads=args.threads,
             max_minutes=args.lora_max_minutes if recipe.startswith("lora") else None,
+            # the same number of contrastive steps as SetFit's
+            max_steps=args.setfit_max_steps if recipe == "contrastive-encoder" else None,
             latency_texts=5,
             throughput_texts=10,
             **extra,
@@ -351,6 +355,7 @@ SYSTEMS: dict[str, System] = {
     "linear words": ours("linear", None, word_ngrams=(1, 1), char_ngrams=None),
     "encoder int8": ours("encoder", "int8"),
     "encoder fp32": ours("encoder", "none"),
+    "contrastive-encoder int8": ours("contrastive-encoder", "int8"),
     "lora-encoder int8": ours("lora-encoder", "int8"),
     "lora-llm": ours("lora-llm", None),
     "LLM teacher": llm_system,

@@ -576,12 +576,12 @@ def train(
         ),
     ] = 0.0,
     recipe: Annotated[
-        str, typer.Option(help="linear | encoder | lora-encoder | lora-llm.")
+        str, typer.Option(help="linear | encoder | contrastive-encoder | lora-encoder | lora-llm.")
     ] = "linear",
     quantize: Annotated[
         str | None,
         typer.Option(
-            help="encoder, lora-encoder: int8 (default, per-channel ONNX) | none (fp32); "
+            help="encoder recipes: int8 (default, per-channel ONNX) | none (fp32); "
             "lora-llm: none (default, GGUF LoRA adapter) | q8_0 | q4_k_m (merged)."
         ),
     ] = None,
@@ -591,11 +591,17 @@ def train(
     ] = None,
     max_steps: Annotated[
         int | None,
-        typer.Option(help="LoRA recipes, spacy-ner: stop after this many optimizer steps."),
+        typer.Option(
+            help="LoRA recipes, spacy-ner: stop after this many optimizer steps; "
+            "contrastive-encoder: steps of 16 pairs (default 300)."
+        ),
     ] = None,
     max_minutes: Annotated[
         float | None,
-        typer.Option(help="LoRA recipes, spacy-ner: stop after this many minutes of training."),
+        typer.Option(
+            help="LoRA recipes, spacy-ner, contrastive-encoder: stop after this many minutes "
+            "of training."
+        ),
     ] = None,
     min_per_label: Annotated[
         int, typer.Option(help="Refuse labels with fewer training examples.")
@@ -652,7 +658,7 @@ def train(
         max_minutes=max_minutes,
         **ngrams,
     )
-    training = recipe in ("lora-encoder", "lora-llm", "spacy-ner")
+    training = recipe in ("contrastive-encoder", "lora-encoder", "lora-llm", "spacy-ner")
     with progress_reporter("training" if training else "embedding") as progress:
         summary = run_train(
             load_task(task),

@@ -153,6 +153,7 @@ def load_model(
 ) -> TrainedModel:
     """Load a model folder written by ``stillhouse train``; with ``task``, its labels must be the
     task's labels in the same order (E723)."""
+    from stillhouse.train.contrastive import ContrastiveEncoderModel
     from stillhouse.train.encoder import EncoderModel
     from stillhouse.train.linear import LinearModel
     from stillhouse.train.lora_encoder import LoraEncoderModel
@@ -178,6 +179,8 @@ def load_model(
         scorer = LinearModel.load(folder, card["hyper_parameters"])
     elif recipe == "encoder":
         scorer = EncoderModel.load(folder, card["hyper_parameters"], threads)
+    elif recipe == "contrastive-encoder":
+        scorer = ContrastiveEncoderModel.load(folder, card["hyper_parameters"], threads)
     elif recipe == "lora-encoder":
         scorer = LoraEncoderModel.load(folder, card["hyper_parameters"], threads)
     elif recipe == "lora-llm":

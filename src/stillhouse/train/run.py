@@ -21,6 +21,7 @@ from stillhouse.train import answers as answer_policy
 from stillhouse.train import labels as label_policy
 from stillhouse.train.calibrate import calibrate
 from stillhouse.train.card import model_card, training_data
+from stillhouse.train.contrastive import ContrastiveParams, fit_contrastive
 from stillhouse.train.encoder import EncoderParams, fit_encoder, open_encoder
 from stillhouse.train.export import BASE_LICENSE, BASE_MODEL, QUANTIZATIONS
 from stillhouse.train.folder import write_model_folder
@@ -32,12 +33,20 @@ from stillhouse.train.lora_llm import LoraLlmParams, fit_lora_llm
 from stillhouse.train.lora_loop import P, RunContext
 from stillhouse.train.lora_loop import params_to_json as lora_params_to_json
 from stillhouse.train.measure import held_out_metrics
-from stillhouse.train.memory import encoder_bytes, lora_encoder_bytes, memory_check
+from stillhouse.train.memory import (
+    contrastive_bytes,
+    encoder_bytes,
+    lora_encoder_bytes,
+    memory_check,
+)
 from stillhouse.train.split import stratified_holdout
 
-RECIPES = ("linear", "encoder", "lora-encoder", "lora-llm")
+RECIPES = ("linear", "encoder", "contrastive-encoder", "lora-encoder", "lora-llm")
 # Recipes built on all-MiniLM-L6-v2 (base model in the card, ONNX encoder in the folder).
-ENCODER_RECIPES = ("encoder", "lora-encoder")
+ENCODER_RECIPES = ("encoder", "contrastive-encoder", "lora-encoder")
+# Recipes whose held-out split is not refitted on: their training uses it (early stopping) or
+# costs too much to run twice (contrastive fine-tuning).
+NO_REFIT = ("contrastive-encoder", "lora-encoder", "lora-llm")
 
 Log = Callable[[str], None]
 # progress(done, total) or, for the LoRA loop, progress(step, total, "loss 0.123")
@@ -210,8 +219,7 @@ def train(
     fit, hyper_parameters = _recipe(
         task, training.texts, y_index, weights, settings, say, progress, checkpoints
     )
-    # lora-encoder stops early on the held-out split, so it cannot be refitted without it
-    refit = settings.refit and settings.recipe not in ("lora-encoder", "lora-llm")
+    refit = settings.refit and settings.recipe not in NO_REFIT
 
     say(f"fitting on {len(train_rows)} examples, calibrating on {len(held_rows)} held out")
     held_model = fit(np.array(train_rows))
@@ -336,6 +344,20 @@ def _recipe(
         return fit_rows_linear, params_to_json(linear)
 
     run = RunContext(checkpoints, settings.seed, settings.threads, say, progress)
+    if settings.recipe == "contrastive-encoder":
+        contrastive = ContrastiveParams(
+            max_steps=settings.max_steps or ContrastiveParams.max_steps,
+            max_minutes=settings.max_minutes,
+            c=settings.c or ContrastiveParams.c,
+            quantize=settings.quantize or ContrastiveParams.quantize,
+        )
+        check(*contrastive_bytes(texts, n_labels, contrastive))
+
+        def fit_rows_contrastive(rows: np.ndarray) -> Scorer:
+            return fit_contrastive(texts, y_index, weights, n_labels, rows, contrastive, run)
+
+        return fit_rows_contrastive, asdict(contrastive)
+
     if settings.recipe == "lora-encoder":
         lora = _lora_params(LoraEncoderParams, settings, head_c=settings.c)
         check(*lora_encoder_bytes(len(texts), n_labels, lora))

@@ -57,18 +57,13 @@ class Fitted:
 def check_recipe(task: Task, settings: TrainSettings) -> None:
     """E740 when ``settings.recipe`` does not train ``task.kind``; E709/E746 for settings that do
     not apply to spacy-ner; the shared checks of :func:`stillhouse.train.run.check_settings`."""
+    from stillhouse.train.run import RECIPES
+
     kind_recipes = KIND_RECIPES.get(task.kind)
     if kind_recipes is None:  # classify with a recipe of another kind
-        raise fail(
-            Errors.E740,
-            recipe=settings.recipe,
-            kind=task.kind,
-            choices="linear, encoder, lora-encoder",
-        )
+        raise fail(Errors.E740, recipe=settings.recipe, kind=task.kind, choices=", ".join(RECIPES))
     if settings.recipe not in kind_recipes:
         known = {recipe for recipes in KIND_RECIPES.values() for recipe in recipes}
-        from stillhouse.train.run import RECIPES
-
         if settings.recipe not in known | set(RECIPES):
             raise fail(Errors.E701, recipe=settings.recipe, choices=", ".join(kind_recipes))
         raise fail(

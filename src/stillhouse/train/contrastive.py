@@ -1,0 +1,147 @@
+"""Recipe `contrastive-encoder`: SetFit's contrastive fine-tuning of all-MiniLM-L6-v2, served
+as the `encoder` recipe serves its encoder.
+
+The body is fine-tuned with the ``setfit`` library (Tunstall et al. 2022): pairs of training
+texts, positive when they share a label, trained with a cosine-similarity loss, ``max_steps``
+batches of 16 pairs (SetFit's defaults otherwise: body learning rate 2e-5, seeded). The tuned
+transformer is then exported to ONNX and quantized exactly as the `encoder` recipe's encoder
+(:mod:`stillhouse.train.export`), and the same logistic-regression head (weighted by the label
+policy's sample weights) is fitted on its embeddings; the folder holds ``encoder.onnx``,
+``tokenizer.json`` and ``head.safetensors`` and runs with ONNX Runtime and `tokenizers` only —
+the accuracy of SetFit's fine-tuning at the `encoder` recipe's speed (bench/RESULTS.md).
+
+The pairs take no sample weights: an LLM label is either in (above ``--min-llm-confidence``) or
+out for the body; its probability weights the head only. Training is bounded by ``max_steps``
+(default 300) and ``max_minutes``; a killed run starts over (no checkpoints).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stillhouse.train.encoder import EncoderModel, load_onnx_with_head
+from stillhouse.train.export import base_model_path, export_onnx, quantize_int8
+from stillhouse.train.head import fit_head
+from stillhouse.train.lora_loop import RunContext, prepare_torch
+from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
+
+
+@dataclass(frozen=True)
+class ContrastiveParams:
+    """Hyper-parameters of the contrastive-encoder recipe (recorded in the card)."""
+
+    max_steps: int = 300
+    max_minutes: float | None = None
+    batch_size: int = 16
+    body_learning_rate: float = 2e-5
+    c: float = 10.0
+    max_iter: int = 2000
+    quantize: str = "int8"
+
+
+class ContrastiveEncoderModel(EncoderModel):
+    """The tuned, exported encoder + head; ``logits(texts)`` of shape (n, k)."""
+
+    recipe = "contrastive-encoder"
+
+    @classmethod
+    def load(
+        cls, folder: Path, hyper_parameters: dict[str, Any], threads: int | None = None
+    ) -> ContrastiveEncoderModel:
+        encoder, head = load_onnx_with_head(folder, threads)
+        params = ContrastiveParams(**hyper_parameters)
+        return cls(encoder, head, params, folder / "encoder.onnx", folder / "tokenizer.json")  # type: ignore[arg-type]
+
+
+def fit_contrastive(
+    texts: Sequence[str],
+    y_index: np.ndarray,
+    weights: np.ndarray,
+    n_labels: int,
+    rows: np.ndarray,
+    params: ContrastiveParams,
+    run: RunContext,
+) -> ContrastiveEncoderModel:
+    """Fine-tune the body on ``rows`` (indices into ``texts``), export it, fit the head."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import datasets
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    prepare_torch(run.threads, run.seed)
+    datasets.disable_progress_bars()
+    # "model_head.pkl not found ... random weights": the head is ours, fitted below
+    logging.getLogger("setfit").setLevel(logging.ERROR)
+    source = base_model_path()
+    work = run.checkpoints
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    chosen = [texts[i] for i in rows]
+    model = SetFitModel.from_pretrained(str(source), device="cpu")
+    arguments = TrainingArguments(
+        batch_size=params.batch_size,
+        num_epochs=1,
+        max_steps=params.max_steps,
+        body_learning_rate=params.body_learning_rate,
+        seed=run.seed,
+        show_progress_bar=False,
+        report_to="none",
+        output_dir=str(work / "setfit"),
+        save_strategy="no",
+        logging_strategy="no",
+    )
+    labels = y_index[rows].tolist()
+    run.say(f"contrastive fine-tuning of all-MiniLM-L6-v2: {params.max_steps} steps of pairs")
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=datasets.Dataset.from_dict({"text": chosen, "label": labels}),
+        callbacks=[_bounds_and_progress(params, run.progress)],
+    )
+    # the trainer prints its loss dicts to stdout (which `--json` owns); progress says the steps
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer.train_embeddings(chosen, labels, args=arguments)  # the body; our head follows
+
+    run.say(f"exporting the tuned encoder to ONNX ({params.quantize})")
+    body = work / "body"
+    model.model_body.save(str(body))
+    onnx_path = work / "encoder-fp32.onnx"
+    export_onnx(body, onnx_path)
+    if params.quantize == "int8":
+        onnx_path = work / "encoder-int8.onnx"
+        quantize_int8(work / "encoder-fp32.onnx", onnx_path)
+    encoder = OnnxSentenceEncoder(onnx_path, source / "tokenizer.json", run.threads)
+    features = encoder.embed(chosen, batch_size=32)
+    head = fit_head(
+        features, y_index[rows], n_labels, weights[rows], c=params.c, max_iter=params.max_iter
+    )
+    return ContrastiveEncoderModel(encoder, head, params, onnx_path, source / "tokenizer.json")  # type: ignore[arg-type]
+
+
+def _bounds_and_progress(params: ContrastiveParams, progress: Callable[..., None] | None) -> Any:
+    """A transformers callback: ``progress(step, total, note)`` after each step, and a stop
+    once ``max_minutes`` have passed."""
+    from transformers import TrainerCallback
+
+    class Bounds(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if progress is not None:
+                progress(state.global_step, state.max_steps, "contrastive pairs")
+            minutes = (time.perf_counter() - self.started) / 60
+            if params.max_minutes is not None and minutes > params.max_minutes:
+                control.should_training_stop = True
+
+    return Bounds()
