@@ -4,14 +4,11 @@ trainer's chatter reaches stdout."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from train_data import banking77_sample, banking77_task, write_task
+from train_data import accuracy_in_a_fresh_process, banking77_sample, banking77_task, write_task
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.task import load_task
@@ -65,23 +62,9 @@ def test_the_tuned_encoder_predicts_without_torch(
     assert cosines.mean() < 0.99, cosines
 
     test = banking77_sample(labels=6, per_label=5, split="test")
-    script = (
-        "import json, sys\n"
-        "from stillhouse.train import load_model\n"
-        f"model = load_model({str(tmp_path / 'model')!r}, threads=2)\n"
-        f"texts = {[row['text'] for row in test]!r}\n"
-        "answers = [p.answer for p in model.predict(texts)]\n"
-        "print(json.dumps({'answers': answers, 'torch': 'torch' in sys.modules}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    output = json.loads(result.stdout.strip().splitlines()[-1])
-    assert output["torch"] is False
-    accuracy = np.mean(
-        [answer == row["label"] for answer, row in zip(output["answers"], test, strict=True)]
-    )
-    assert accuracy >= 0.6  # 6 intents, chance 0.17
+    output = accuracy_in_a_fresh_process(tmp_path / "model", test)
+    assert output["torch"] is False and output["runtime"] == "onnxruntime"
+    assert output["accuracy"] >= 0.6  # 6 intents, chance 0.17
     probs = load_model(tmp_path / "model").probabilities([row["text"] for row in test])
     assert np.allclose(probs.sum(axis=1), 1.0)
 

@@ -3,14 +3,16 @@ complete model folder (merged, ONNX int8) that predicts without torch; bad bound
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from train_data import banking77_sample, banking77_task, kill_after_first_checkpoint, write_task
+from train_data import (
+    accuracy_in_a_fresh_process,
+    banking77_sample,
+    banking77_task,
+    kill_after_first_checkpoint,
+    write_task,
+)
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
@@ -73,24 +75,9 @@ def test_a_killed_run_resumes_and_writes_a_model_that_runs_without_torch(
     assert "resumed from step" in readme
 
     test = banking77_sample(labels=6, per_label=5, split="test")
-    script = (
-        "import json, sys\n"
-        "from stillhouse.train import load_model\n"
-        f"model = load_model({str(tmp_path / 'model')!r}, threads=2)\n"
-        f"texts = {[row['text'] for row in test]!r}\n"
-        "answers = [p.answer for p in model.predict(texts)]\n"
-        "print(json.dumps({'answers': answers, 'torch': 'torch' in sys.modules,\n"
-        "                  'runtime': model.describe()['runtime']}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    output = json.loads(result.stdout.strip().splitlines()[-1])
+    output = accuracy_in_a_fresh_process(tmp_path / "model", test)
     assert output["torch"] is False and output["runtime"] == "onnxruntime"
-    accuracy = np.mean(
-        [answer == row["label"] for answer, row in zip(output["answers"], test, strict=True)]
-    )
-    assert accuracy >= 0.6  # 6 intents, chance 0.17
+    assert output["accuracy"] >= 0.6  # 6 intents, chance 0.17
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -75,3 +76,27 @@ def kill_after_first_checkpoint(script: str, folder: Path, timeout_s: float) -> 
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait(timeout=30) == -signal.SIGKILL
     assert not (folder / "model").exists()  # nothing half-written
+
+
+def accuracy_in_a_fresh_process(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Load the model folder in a new Python process and predict ``rows``' texts there:
+    ``{"accuracy", "torch"}`` (whether torch got imported) and the model's ``runtime``."""
+    script = (
+        "import json, sys\n"
+        "from stillhouse.train import load_model\n"
+        f"model = load_model({str(folder)!r}, threads=2)\n"
+        f"texts = {[row['text'] for row in rows]!r}\n"
+        "answers = [p.answer for p in model.predict(texts)]\n"
+        "print(json.dumps({'answers': answers, 'torch': 'torch' in sys.modules,\n"
+        "                  'runtime': model.describe()['runtime']}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    right = [answer == row["label"] for answer, row in zip(output["answers"], rows, strict=True)]
+    return {
+        "accuracy": sum(right) / len(rows),
+        "torch": output["torch"],
+        "runtime": output["runtime"],
+    }
