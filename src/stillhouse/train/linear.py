@@ -64,8 +64,8 @@ class Tfidf:
     scikit-learn's transform validates its input on every call (most of a small call's time)
     and counts terms in a Python loop that raises and catches a ``KeyError`` for every term
     outside the vocabulary. Here terms are looked up in one ``map`` of ``dict.get`` over the
-    batch and counted by scipy with 32-bit indices (64-bit ones cost scipy a conversion: 2.5×
-    the time to build a 64-text batch's matrix); word tokens come from one regular expression
+    batch and counted by scipy with 32-bit indices (64-bit ones cost scipy a conversion on
+    every call); word tokens come from one regular expression
     without scikit-learn's word-boundary checks (same tokens). Measured in
     bench/featurize_cost.py and bench/train.py (bench/RESULTS.md)."""
 
@@ -118,7 +118,7 @@ class Tfidf:
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 # Finds the same tokens in the same order: a match of \w\w+ can only start where a run of word
 # characters starts (a later start means the earlier one failed, i.e. a run of one character)
-# and, greedy, ends where the run ends. Without the \b checks it runs 1.2–1.4× faster.
+# and, greedy, ends where the run ends. It skips the \b checks, which cost time.
 _WORDS = re.compile(r"\w\w+")
 
 
