@@ -41,7 +41,7 @@ EXAMPLE_BYTES_PER_TOKEN = 600
 CHARACTERS_PER_TOKEN = 3
 # spacy-ner: spaCy's and thinc's working buffers, the held-out predictions after each epoch and
 # the speed measurement at the end, not counted above (on 320 presidio texts the run peaked
-# ~80 MB above the loaded pipeline against 65 MB counted without this)
+# ~80 MB above the loaded pipeline against 65 MB counted without this: bench/memory_estimates.py)
 SPACY_WORKING_BYTES = 64 * 10**6
 
 
@@ -161,7 +161,7 @@ def contrastive_bytes(
     longest text, a token per 3 characters, at most SetFit's 256) through every layer
     (:func:`transformer_training_bytes`), then the `encoder` recipe's embeddings, head and ONNX
     session (:func:`encoder_bytes`). NusaX English (500 texts, the longest 189 tokens): 3.1 GB
-    counted, 1.8 GB measured (peak RSS of a whole 40-step run)."""
+    counted, 1.7 GB measured (peak RSS of a whole 40-step run: bench/memory_estimates.py)."""
     from stillhouse.train.encoder import EncoderParams
 
     config = minilm_config()
