@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from stillhouse.train.encoder import EncoderModel, load_onnx_with_head
-from stillhouse.train.export import base_model_path, export_onnx, quantize_int8
+from stillhouse.train.export import base_model_path, export_tuned
 from stillhouse.train.head import fit_head
 from stillhouse.train.lora_loop import RunContext, prepare_torch
 from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
@@ -43,11 +43,12 @@ class ContrastiveParams:
 
     max_steps: int = 300
     max_minutes: float | None = None
-    batch_size: int = 16
+    pairs_per_step: int = 16
     body_learning_rate: float = 2e-5
     c: float = 10.0
     max_iter: int = 2000
     quantize: str = "int8"
+    batch_size: int = 32  # texts per ONNX call when embedding (as EncoderParams)
 
 
 class ContrastiveEncoderModel(EncoderModel):
@@ -89,7 +90,7 @@ def fit_contrastive(
     chosen = [texts[i] for i in rows]
     model = SetFitModel.from_pretrained(str(source), device="cpu")
     arguments = TrainingArguments(
-        batch_size=params.batch_size,
+        batch_size=params.pairs_per_step,
         num_epochs=1,
         max_steps=params.max_steps,
         body_learning_rate=params.body_learning_rate,
@@ -115,13 +116,9 @@ def fit_contrastive(
     run.say(f"exporting the tuned encoder to ONNX ({params.quantize})")
     body = work / "body"
     model.model_body.save(str(body))
-    onnx_path = work / "encoder-fp32.onnx"
-    export_onnx(body, onnx_path)
-    if params.quantize == "int8":
-        onnx_path = work / "encoder-int8.onnx"
-        quantize_int8(work / "encoder-fp32.onnx", onnx_path)
+    onnx_path = export_tuned(body, work, params.quantize)
     encoder = OnnxSentenceEncoder(onnx_path, source / "tokenizer.json", run.threads)
-    features = encoder.embed(chosen, batch_size=32)
+    features = encoder.embed(chosen, batch_size=params.batch_size)
     head = fit_head(
         features, y_index[rows], n_labels, weights[rows], c=params.c, max_iter=params.max_iter
     )

@@ -100,6 +100,18 @@ def export_onnx(source: Path, destination: Path) -> None:
         )
 
 
+def export_tuned(source: Path, folder: Path, quantize: str) -> Path:
+    """A fine-tuned transformer folder ``source`` exported into ``folder`` (fp32, then int8
+    unless ``quantize`` is ``none``); returns the ONNX file to serve."""
+    fp32 = folder / "encoder-fp32.onnx"
+    export_onnx(source, fp32)
+    if quantize == "none":
+        return fp32
+    int8 = folder / "encoder-int8.onnx"
+    quantize_int8(fp32, int8)
+    return int8
+
+
 def quantize_int8(source: Path, destination: Path) -> None:
     """Dynamic int8 quantization of ``source`` (weights per channel, activations at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -33,7 +33,7 @@ import numpy as np
 from stillhouse.provenance import json_sha256
 from stillhouse.train import lora_loop
 from stillhouse.train.encoder import load_onnx_with_head, save_onnx_with_head
-from stillhouse.train.export import base_model_path, export_onnx, quantize_int8
+from stillhouse.train.export import base_model_path, export_tuned
 from stillhouse.train.head import LinearHead, fit_head
 from stillhouse.train.lora_loop import (
     LoraParams,
@@ -138,12 +138,7 @@ def fit_lora_encoder(
     merged = checkpoints / "merged"
     shutil.rmtree(merged, ignore_errors=True)
     trainer.merged_transformer().save_pretrained(str(merged))
-    fp32 = checkpoints / "encoder-fp32.onnx"
-    export_onnx(merged, fp32)
-    onnx_path = fp32
-    if params.quantize == "int8":
-        onnx_path = checkpoints / "encoder-int8.onnx"
-        quantize_int8(fp32, onnx_path)
+    onnx_path = export_tuned(merged, checkpoints, params.quantize)
     encoder = OnnxSentenceEncoder(onnx_path, source / "tokenizer.json", threads)
     return LoraEncoderModel(
         encoder, trainer.head_arrays(), params, onnx_path, source / "tokenizer.json", info

@@ -175,13 +175,13 @@ def contrastive_bytes(
         inner=inner,
         heads=config["num_attention_heads"],
         layers=layers,
-        batch=2 * params.batch_size,
+        batch=2 * params.pairs_per_step,
         length=length,
         trainable=weights,
     )
     serving, _ = encoder_bytes(len(texts), n_labels, EncoderParams(quantize=params.quantize))
     detail = (
-        f"contrastive training of all-MiniLM-L6-v2 ({params.batch_size} pairs × {length} "
+        f"contrastive training of all-MiniLM-L6-v2 ({params.pairs_per_step} pairs × {length} "
         f"tokens, every weight trained) and a {n_labels}-label head"
     )
     return training + serving, detail
