@@ -299,7 +299,7 @@ def test_structured_results_compare_systems_and_skip_classification_families(
         assert (comparison["a"], comparison["b"]) == ("good", "poor")
         assert comparison["difference"] > 0 and "good is better than poor" in comparison["sentence"]
         good = results.systems["good"]
-        assert good["calibration"] is None and good["selective"] is None
+        assert good["calibration"] is None and good["selective"] is None  # no scores given
         assert good["confusion_matrix"] is None
         assert len(good["most_confident_errors"]) == 20
     error = spans.systems["poor"]["most_confident_errors"][0]
@@ -357,3 +357,71 @@ def test_the_cli_evaluates_and_gates_a_span_task(
     rules = {row["rule"]: row for row in json.loads(gated.stdout)["rules"]}
     assert rules["min_macro_f1"]["passed"] is True
     assert rules["max_ece"]["passed"] is False and rules["max_ece"]["measured"] is None
+
+
+def test_scored_spans_get_calibration_over_predicted_spans(
+    data: Fixture, tmp_path: Path, run_cli: Callable[..., Any]
+) -> None:
+    """Right spans (exact gold matches) scored around 0.8, wrong ones around 0.6: the ECE,
+    Brier score and NLL over predicted spans, checked against direct formulas."""
+    rng = np.random.default_rng(5)
+    rows, scores, right = [], [], []
+    for row, spans in zip(data.rows, data.span_predictions["poor"], strict=True):
+        gold = set(row["spans"])
+        scored = []
+        for start, end, label in spans:
+            hit = (start, end, label) in gold
+            score = round(float(np.clip(rng.normal(0.8 if hit else 0.6, 0.1), 0, 1)), 6)
+            scored.append({"start": start, "end": end, "label": label, "score": score})
+            scores.append(score)
+            right.append(hit)
+        rows.append({"id": row["id"], "spans": scored})
+    path = write_jsonl(tmp_path / "scored.jsonl", rows)
+    systems = {"scored": PredictionsFile(path, data.spans)}
+    results = evaluate(data.spans, data.span_test, systems, n_resamples=20, seed=4)
+    system = results.systems["scored"]
+    calibration = system["calibration"]
+    assert system["has_probabilities"] and "calibration" not in system["not_measured"]
+    assert calibration["unit"] == "predicted span" and calibration["items"] == len(scores)
+    s, r = np.array(scores), np.array(right, dtype=float)
+    edges = np.linspace(0, 1, 11)
+    bins = np.clip(np.digitize(s, edges[1:-1]), 0, 9)
+    ece = sum(
+        (bins == b).mean() * abs(r[bins == b].mean() - s[bins == b].mean()) for b in set(bins)
+    )
+    assert calibration["ece_10_equal_width"] == pytest.approx(ece)
+    assert calibration["brier"] == pytest.approx(2 * np.mean((s - r) ** 2))
+    clipped = np.clip(np.where(r == 1, s, 1 - s), np.finfo(float).eps, 1)
+    assert calibration["nll"] == pytest.approx(-np.log(clipped).mean())
+    assert sum(b["count"] for b in calibration["reliability_bins"]) == len(scores)
+    assert calibration["temperature_scaling"]["evaluation_items"] > 0
+    # a score outside [0, 1] is refused (spans without scores: no calibration, tested above)
+    rows[0]["spans"] = [{"start": 0, "end": 3, "label": data.types[0], "score": 1.5}]
+    bad = write_jsonl(tmp_path / "bad-score.jsonl", rows)
+    with pytest.raises(StillhouseError) as caught:
+        PredictionsFile(bad, data.spans)
+    assert (
+        caught.value.code == "E535" and "`score` must be a number in [0, 1]" in caught.value.message
+    )
+    # gate's max_ece is measured for a scored span system
+    task = tmp_path / "task.toml"
+    task.write_text(
+        (data.folder / "spans" / "task.toml").read_text(encoding="utf-8").split("[gate]")[0]
+        + "[gate]\nmax_ece = 0.5\n",
+        encoding="utf-8",
+    )
+    result = run_cli(
+        tmp_path,
+        *("evaluate", "--task", str(task), "--test", str(data.span_test), "--bootstrap", "20"),
+        *("--system", f"scored=preds:{path}", "--out", "report"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "items are its predicted spans" in page
+    gated = run_cli(
+        tmp_path, "gate", "--task", str(task), "--results", "report/results.json", "--json"
+    )
+    (rule,) = [row for row in json.loads(gated.stdout)["rules"] if row["rule"] == "max_ece"]
+    assert rule["measured"] == pytest.approx(calibration["ece_10_equal_mass"])
+    assert rule["measured"] < 0.5
+    assert rule["passed"] is True and gated.returncode == 0, gated.stdout

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from structured_data import (
     WNUT17,
@@ -33,13 +34,15 @@ from stillhouse.data.records import Annotation, Example, Span
 from stillhouse.data.store import Store
 from stillhouse.errors import StillhouseError
 from stillhouse.evaluate.accuracy import span_metrics
+from stillhouse.evaluate.calibration import expected_calibration_error
 from stillhouse.evaluate.run import evaluate
 from stillhouse.predictors import open_systems
 from stillhouse.provenance import file_sha256
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.answers import from_store as span_answers_from_store
-from stillhouse.train.spans import SpanModel, base_pipeline, predict_spans
+from stillhouse.train.span_confidence import beam_spans
+from stillhouse.train.spans import SpanModel, base_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +103,10 @@ def test_the_folder_holds_a_hashed_spacy_pipeline_and_the_card(trained) -> None:
     for name, entry in card["files"].items():
         assert file_sha256(model_dir / name) == entry["sha256"]
     assert card["size_bytes"] == sum(entry["bytes"] for entry in card["files"].values())
-    assert card["calibration"]["method"].startswith("none") and card["refit"] is False
+    calibration = card["calibration"]
+    assert calibration["method"].startswith("Platt scaling") and card["refit"] is False
+    assert 0 < calibration["right"] < calibration["spans"] and calibration["slope"] > 0
+    assert calibration["ece_after"] < calibration["ece_before"]
     run = card["training_run"]
     assert 1 <= run["epochs"] <= 10 and run["best_f1"] == max(run["f1_per_epoch"])
     assert run["stopped"] in ("epochs", "early stopping")
@@ -111,7 +117,7 @@ def test_the_folder_holds_a_hashed_spacy_pipeline_and_the_card(trained) -> None:
     assert held["micro_f1"]["estimate"] == pytest.approx(run["best_f1"])
     assert set(held["per_label"]["PERSON"]) == {"strict", "partial"}
     readme = (model_dir / "README.md").read_text(encoding="utf-8")
-    assert "held-out strict F1" in readme and "no calibrated per-span probability" in readme
+    assert "held-out strict F1" in readme and "held-out ECE over predicted spans" in readme
 
 
 def test_predictions_are_character_spans_better_than_the_base_pipeline(trained) -> None:
@@ -125,11 +131,27 @@ def test_predictions_are_character_spans_better_than_the_base_pipeline(trained) 
         assert prediction.probs is None
         for span in prediction.answer:
             assert span.label in TYPES and text[span.start : span.end] == span.text
+            assert 0 < span.score < 1
     gold = [triples(row["spans"]) for row in test]
-    tuned = span_metrics(gold, [triples(p.answer) for p in predictions])["strict"]
-    base = span_metrics(
-        gold, [triples(a) for a in predict_spans(base_pipeline(), texts, set(TYPES))]
+    # the held-out scaling carries over to unseen texts: calibrated scores beat the raw beam
+    # marginals (same spans) on ECE
+    raw = beam_spans(model.nlp, texts, set(TYPES))
+    assert [triples(a) for a in raw] == [triples(p.answer) for p in predictions]
+    right = np.array(
+        [
+            triple in set(truth)
+            for truth, prediction in zip(gold, predictions, strict=True)
+            for triple in triples(prediction.answer)
+        ]
     )
+    scores = [
+        np.array([s.score for answer in answers for s in answer])
+        for answers in (raw, [p.answer for p in predictions])
+    ]
+    before, after = (expected_calibration_error(c, right, 10, "mass") for c in scores)
+    assert right.size > 100 and after < before - 0.05
+    tuned = span_metrics(gold, [triples(p.answer) for p in predictions])["strict"]
+    base = span_metrics(gold, [triples(a) for a in beam_spans(base_pipeline(), texts, set(TYPES))])
     # the base knows PERSON and GPE (OntoNotes) but not STREET_ADDRESS or ORGANIZATION
     assert tuned["f1"] > base["strict"]["f1"] + 0.15 and tuned["f1"] > 0.6
     for label in ("STREET_ADDRESS", "ORGANIZATION"):  # learned from zero
@@ -149,6 +171,12 @@ def test_load_checks_files_in_the_pipeline_folder(trained, tmp_path: Path) -> No
     (copy / "pipeline" / "ner" / "model").write_bytes(b"cut short")
     changed = error_of(lambda: load_model(copy))
     assert changed.code == "E721" and "pipeline/ner/model" in str(changed)
+    shutil.copy(folder / "models" / "ner" / "pipeline" / "ner" / "model", copy / "pipeline/ner")
+    card = json.loads((copy / "card.json").read_text(encoding="utf-8"))
+    del card["calibration"]["slope"]  # a folder from before spans had confidences
+    (copy / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    older = error_of(lambda: load_model(copy))
+    assert older.code == "E721" and "span calibration" in str(older)
 
 
 def test_cli_train_predict_and_evaluate_on_wnut17(tmp_path: Path, run_cli: CLI) -> None:
@@ -172,6 +200,9 @@ def test_cli_train_predict_and_evaluate_on_wnut17(tmp_path: Path, run_cli: CLI) 
     rows = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert [row["id"] for row in rows] == [row["id"] for row in test]
     assert all(set(row) == {"id", "spans"} for row in rows)
+    # 12 updates are too few to predict a span: no scaling is fitted, the card says why
+    assert not any(row["spans"] for row in rows)
+    assert card["calibration"]["method"].startswith("none fitted: 0 of 0 held-out spans")
     task = load_task(tmp_path / "task")
     systems = open_systems(
         [f"model=model:{tmp_path / 'm'}", f"file=preds:{tmp_path}/preds.jsonl"], task

@@ -16,12 +16,15 @@ Kind = Literal["classify", "multilabel", "spans"]
 
 @dataclass(frozen=True)
 class Span:
-    """A labelled character range ``text[start:end]``."""
+    """A labelled character range ``text[start:end]``; ``score`` is a model's calibrated
+    probability that exactly this span is right (None for gold, human and LLM spans). The score
+    takes no part in equality: a predicted span equals the gold span it matches."""
 
     start: int
     end: int
     label: str
     text: str
+    score: float | None = field(default=None, compare=False)
 
 
 Answer = str | tuple[str, ...] | tuple[Span, ...]
@@ -75,10 +78,19 @@ def answer_to_json(answer: Answer, kind: Kind) -> Any:
         return answer
     if kind == "multilabel":
         return list(answer)
-    return [
-        {"start": s.start, "end": s.end, "label": s.label, "text": s.text}
-        for s in answer  # type: ignore[union-attr]
-    ]
+    return [_span_to_json(s) for s in answer]  # type: ignore[arg-type]
+
+
+def _span_to_json(span: Span) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "start": span.start,
+        "end": span.end,
+        "label": span.label,
+        "text": span.text,
+    }
+    if span.score is not None:
+        row["score"] = round(span.score, 6)
+    return row
 
 
 def answer_from_json(value: Any, kind: Kind) -> Answer:
@@ -88,5 +100,12 @@ def answer_from_json(value: Any, kind: Kind) -> Answer:
     if kind == "multilabel":
         return tuple(str(v) for v in value)
     return tuple(
-        Span(int(s["start"]), int(s["end"]), str(s["label"]), str(s["text"])) for s in value
+        Span(
+            int(s["start"]),
+            int(s["end"]),
+            str(s["label"]),
+            str(s["text"]),
+            None if s.get("score") is None else float(s["score"]),
+        )
+        for s in value
     )

@@ -22,7 +22,8 @@ from stillhouse.task import Task
 
 SHAPES = {
     "multilabel": '{"id": ..., "labels": [label, ...], "probs": {label: p, ...}} (probs optional)',
-    "spans": '{"id": ..., "spans": [{"start": int, "end": int, "label": ..., "text": ...}]}',
+    "spans": '{"id": ..., "spans": [{"start": int, "end": int, "label": ..., "text": ..., '
+    '"score": p}]} (text and score optional)',
 }
 
 
@@ -64,6 +65,8 @@ def structured_problem(prediction: Prediction, task: Task) -> str | None:
     for span in answer:
         if not isinstance(span, Span) or span.label not in task.labels or not span.start < span.end:
             return f"{span!r} is not a span (start < end) with one of the task's labels"
+        if span.score is not None and not _probability(span.score):
+            return f"{span!r} has a score outside [0, 1]"
     return None
 
 
@@ -114,7 +117,25 @@ def _span(item: Any, number: int, where: str, identifier: str, task: Task) -> Sp
         labels = ", ".join(task.label_names)
         raise fail(Errors.E508, where=where, id=identifier, label=label, labels=labels)
     text = item.get("text")
-    return Span(start, end, label, text if isinstance(text, str) else "")
+    score = item.get("score")
+    if score is not None and not _probability(score):
+        _shape(where, task, f"{what}: `score` must be a number in [0, 1], got {score!r}")
+    return Span(
+        start,
+        end,
+        label,
+        text if isinstance(text, str) else "",
+        None if score is None else float(score),
+    )
+
+
+def _probability(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 1
+    )
 
 
 def _shape(where: str, task: Task, detail: str) -> NoReturn:

@@ -265,10 +265,21 @@ def _calibration(results: Results, colors: dict[str, str]) -> str:
         "NLL (nats)",
         "ECE before → after temperature scaling (held-out 70%)",
     )
+    spans = any(
+        (system.get("calibration") or {}).get("unit") == "predicted span"
+        for system in results.systems.values()
+    )
     return (
         _table(header, rows)
         + "<p class=muted>Bars: accuracy per confidence bin; dots: mean confidence in the bin; "
-        "dashed: perfect calibration.</p>"
+        "dashed: perfect calibration."
+        + (
+            " A span system's items are its predicted spans: confidence is the span's score, "
+            "right when start, end and type match a gold span."
+            if spans
+            else ""
+        )
+        + "</p>"
         + f"<div class=grid>{''.join(figures)}</div>"
         + _missing(results, lambda s: s.get("calibration") is None, "no probabilities")
     )

@@ -33,7 +33,10 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     ``calibration_items``, ``evaluation_items`` and, on the other 70%, ``ece_before`` /
     ``ece_after`` (equal-mass) and ``nll_before`` / ``nll_after``), ``reliability_bins`` (10 equal-width
     bins, empty ones left out: ``low``, ``high``, ``mean_confidence``, ``accuracy``, ``count``).
-    Confidence is the probability the system gave its own answer.
+    Confidence is the probability the system gave its own answer. A span system whose every
+    predicted span has a ``score`` gets the same entries over its predicted spans (``unit``:
+    ``"predicted span"``, ``items``: their count): each is a two-column item (wrong, right) whose
+    confidence is the score, right when start, end and type match a gold span.
   - ``selective`` (null without probabilities): ``risk_coverage`` (the curve for plots, at most
     101 of its points, most confident first: lists ``coverage``, ``risk``, ``threshold``);
     intervals ``aurc`` (area under the

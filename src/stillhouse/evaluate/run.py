@@ -20,7 +20,7 @@ import numpy as np
 
 from stillhouse.cascade import ABSTAINED, Cascade, stage_shares
 from stillhouse.data.io import data_fingerprint, read_examples
-from stillhouse.data.records import Example, Prediction, answer_to_json, text_id
+from stillhouse.data.records import Example, Prediction, Span, answer_to_json, text_id
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.accuracy import classification_metrics, label_indices
 from stillhouse.evaluate.bootstrap import (
@@ -69,6 +69,7 @@ CALIBRATION_BINS = 10
 MISSING_SLICE = "(missing)"
 ERRORS_SHOWN = 20
 CLASSIFY_ONLY = "classification tasks only in this version"
+NO_SPAN_SCORES = "span tasks: only when every predicted span has a score"
 CURVE_POINTS = 101
 FILE_CANNOT_PREDICT = "a predictions file answers only the texts it was written for"
 ALL_ABSTAINED = "the system abstained on every item"
@@ -131,8 +132,12 @@ def evaluate(
             if core["abstention"]["abstained"] == len(examples):
                 not_measured["calibration"] = not_measured["selective"] = ALL_ABSTAINED
         else:
-            core, correct = _structured_results(name, task, examples, predictions, indices)
-            not_measured["calibration"] = not_measured["selective"] = CLASSIFY_ONLY
+            core, correct = _structured_results(name, task, examples, predictions, indices, seed)
+            not_measured["selective"] = CLASSIFY_ONLY
+            if core["calibration"] is None:
+                not_measured["calibration"] = (
+                    NO_SPAN_SCORES if task.kind == "spans" else CLASSIFY_ONLY
+                )
         robustness = None
         if perturbations and not classify:
             not_measured["robustness"] = CLASSIFY_ONLY
@@ -512,8 +517,11 @@ def _structured_results(
     examples: Sequence[Example],
     predictions: Sequence[Prediction],
     indices: np.ndarray,
+    seed: int,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """The metrics of a multilabel or span system (see :mod:`stillhouse.evaluate.structured`)."""
+    """The metrics of a multilabel or span system (see :mod:`stillhouse.evaluate.structured`);
+    a span system whose every predicted span has a score also gets ``calibration``, over its
+    predicted spans."""
     gold = [example.gold for example in examples]
     answers = [prediction.answer for prediction in predictions]
     if task.kind == "multilabel":
@@ -532,9 +540,39 @@ def _structured_results(
                         length=len(example.text),
                     )
         core, correct = span_results(gold, answers, indices, CONFIDENCE)  # type: ignore[arg-type]
-    has_probabilities = predictions[0].probs is not None
-    extra = {"calibration": None, "selective": None, "confusion_matrix": None}
+    calibration = (
+        _span_calibration(gold, answers, seed) if task.kind == "spans" else None  # type: ignore[arg-type]
+    )
+    has_probabilities = predictions[0].probs is not None or calibration is not None
+    extra = {"calibration": calibration, "selective": None, "confusion_matrix": None}
     return {"has_probabilities": has_probabilities, **core, **extra}, correct
+
+
+def _span_calibration(
+    gold: Sequence[Sequence[Span]], answers: Sequence[Sequence[Span]], seed: int
+) -> dict[str, Any] | None:
+    """Calibration over predicted spans: a span's confidence is its ``score``, it is right when
+    start, end and type match a gold span (strict). Each span is a two-column item [wrong,
+    right], so ECE, Brier, NLL, the reliability bins and the temperature diagnostic mean what
+    they mean for classification. None unless every predicted span (at least one) has a score."""
+    spans = [span for answer in answers for span in answer]
+    if not spans or any(span.score is None for span in spans):
+        return None
+    right = np.array(
+        [
+            (span.start, span.end, span.label) in {(g.start, g.end, g.label) for g in truth}
+            for truth, answer in zip(gold, answers, strict=True)
+            for span in answer
+        ],
+        dtype=np.int64,
+    )
+    score = np.array([span.score for span in spans], dtype=float)
+    probs = np.column_stack([1 - score, score])
+    return {
+        "unit": "predicted span",
+        "items": len(spans),
+        **_calibration(probs, score, right, right, np.ones(len(spans), dtype=np.int64), seed),
+    }
 
 
 def _slice_results(

@@ -197,9 +197,13 @@ def _multilabel_rows(card: dict[str, Any]) -> list[str]:
 
 
 def _span_rows(card: dict[str, Any]) -> list[str]:
-    held = card["held_out"]
+    held, calibration = card["held_out"], card["calibration"]
     lines = [
-        f"| confidence | {card['calibration']['method']} |",
+        f"| confidence | {calibration['method']}; slope {calibration['slope']:.3f}, bias "
+        f"{calibration['bias']:.3f}; held-out ECE over predicted spans "
+        f"{calibration['ece_before']:.3f} → {calibration['ece_after']:.3f} (10 equal-mass bins, "
+        f"{calibration['spans']} spans, {calibration['right']} right, in "
+        f"{calibration['held_out']} texts) |",
         f"| held-out strict F1 (micro) | {_interval(held['micro_f1'])}, n={held['n']} texts |",
         f"| held-out strict P / R | {_interval(held['precision'])} / {_interval(held['recall'])} |",
         f"| held-out partial F1 | {_interval(held['partial_f1'])} |",
