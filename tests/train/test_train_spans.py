@@ -150,6 +150,13 @@ def test_predictions_are_character_spans_better_than_the_base_pipeline(trained) 
     ]
     before, after = (expected_calibration_error(c, right, 10, "mass") for c in scores)
     assert right.size > 100 and after < before - 0.05
+    # evaluate measures the same calibration over the model's predicted spans
+    write_jsonl(folder / "test.jsonl", test)
+    systems = open_systems([f"ner=model:{folder / 'models' / 'ner'}"], task)
+    measured = evaluate(task, folder / "test.jsonl", systems, n_resamples=20).systems["ner"]
+    calibration = measured["calibration"]
+    assert calibration["items"] == right.size
+    assert calibration["ece_10_equal_mass"] == pytest.approx(after)
     tuned = span_metrics(gold, [triples(p.answer) for p in predictions])["strict"]
     base = span_metrics(gold, [triples(a) for a in beam_spans(base_pipeline(), texts, set(TYPES))])
     # the base knows PERSON and GPE (OntoNotes) but not STREET_ADDRESS or ORGANIZATION
