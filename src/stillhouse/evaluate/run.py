@@ -56,7 +56,7 @@ from stillhouse.evaluate.selective import (
     risk_coverage_curve,
     selective_per_resample,
 )
-from stillhouse.evaluate.structured import multilabel_results, span_results
+from stillhouse.evaluate.structured import multilabel_results, span_results, strict_hits
 from stillhouse.predictors import PredictionsFile, Predictor, check_prediction
 from stillhouse.provenance import package_versions
 from stillhouse.task import Task
@@ -558,14 +558,7 @@ def _span_calibration(
     spans = [span for answer in answers for span in answer]
     if not spans or any(span.score is None for span in spans):
         return None
-    right = np.array(
-        [
-            (span.start, span.end, span.label) in {(g.start, g.end, g.label) for g in truth}
-            for truth, answer in zip(gold, answers, strict=True)
-            for span in answer
-        ],
-        dtype=np.int64,
-    )
+    right = strict_hits(gold, answers).astype(np.int64)
     score = np.array([span.score for span in spans], dtype=float)
     probs = np.column_stack([1 - score, score])
     return {

@@ -163,6 +163,19 @@ def _indicator(answers: Sequence[Sequence[str]], labels: Sequence[str]) -> np.nd
     return matrix
 
 
+def strict_hits(gold: Sequence[Sequence[Span]], predicted: Sequence[Sequence[Span]]) -> np.ndarray:
+    """Whether each predicted span (flattened in order) matches a gold span of its text exactly:
+    start, end and type (the strict matching of :func:`span_results`)."""
+    return np.array(
+        [
+            (span.start, span.end, span.label) in wanted
+            for wanted, answer in zip(map(_triples, gold), predicted, strict=True)
+            for span in answer
+        ],
+        dtype=bool,
+    )
+
+
 def _triples(spans: Sequence[Span]) -> frozenset[tuple[int, int, str]]:
     return frozenset((span.start, span.end, span.label) for span in spans)
 

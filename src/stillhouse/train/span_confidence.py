@@ -27,6 +27,7 @@ import numpy as np
 
 from stillhouse.data.records import Span
 from stillhouse.evaluate.calibration import expected_calibration_error
+from stillhouse.evaluate.structured import strict_hits
 
 BEAM_WIDTH = 16
 BEAM_DENSITY = 1e-4
@@ -115,17 +116,10 @@ def fit_span_calibration(
     ``gold`` per text. ECE (10 equal-mass bins) before, and after out of fold: the texts are
     split in ``FOLDS`` seeded folds and each fold's spans are scaled by a fit on the others, so
     the figure is not measured on the spans that fitted it."""
-    marginals, right, text_of = [], [], []
-    for number, (answer, truth) in enumerate(zip(predicted, gold, strict=True)):
-        wanted = {(s.start, s.end, s.label) for s in truth}
-        for span in answer:
-            marginals.append(span.score)
-            right.append((span.start, span.end, span.label) in wanted)
-            text_of.append(number)
-    confidence = np.array(marginals, dtype=float)
-    correct = np.array(right, dtype=bool)
-    fold = np.random.default_rng(seed).permutation(len(predicted)) % FOLDS
-    span_fold = fold[np.array(text_of, dtype=int)] if text_of else np.array([], dtype=int)
+    confidence = np.array([span.score for answer in predicted for span in answer], dtype=float)
+    correct = strict_hits(gold, predicted)
+    text_of = np.repeat(np.arange(len(predicted)), [len(answer) for answer in predicted])
+    span_fold = (np.random.default_rng(seed).permutation(len(predicted)) % FOLDS)[text_of]
     after = np.empty_like(confidence)
     for k in range(FOLDS):
         inside = span_fold == k
