@@ -6,6 +6,8 @@ texts it never saw:
 
 - strict F1 and throughput (texts/s, best of 3, batch 64) of greedy decoding (``nlp.pipe``, what
   the recipe did before) and of the beam decoding it now uses (``span_confidence.beam_spans``);
+- the training run's held-out strict F1, share of right predicted spans and ECE before and
+  after its Platt scaling (its card);
 - ECE (10 equal-mass bins) over the predicted spans of the raw beam marginal and of the Platt
   scaling fitted on the training run's held-out split (the card's, as shipped);
 - on three random splits of the test texts (a third fits, two thirds are scored), the scalings
@@ -42,7 +44,10 @@ from train_data import write_task  # noqa: E402
 
 from stillhouse.data.io import write_jsonl  # noqa: E402
 from stillhouse.evaluate.accuracy import span_metrics  # noqa: E402
-from stillhouse.evaluate.calibration import expected_calibration_error  # noqa: E402
+from stillhouse.evaluate.calibration import (  # noqa: E402
+    expected_calibration_error,
+    fit_temperature,
+)
 from stillhouse.task import load_task  # noqa: E402
 from stillhouse.train import TrainSettings, load_model, train  # noqa: E402
 from stillhouse.train.span_confidence import (  # noqa: E402
@@ -50,9 +55,9 @@ from stillhouse.train.span_confidence import (  # noqa: E402
     BEAM_WIDTH,
     CLIP,
     SpanCalibration,
-    _platt,
     beam_spans,
     calibrated,
+    fit_platt,
 )
 
 PII = ("PERSON", "STREET_ADDRESS", "GPE", "ORGANIZATION")
@@ -144,14 +149,9 @@ def fit_parse_temperature(items: list[dict], chosen) -> float:
 
 
 def fit_log_odds_temperature(confidence: np.ndarray, right: np.ndarray) -> float:
+    """sigmoid(z / T) is softmax([0, z] / T)[1]: the project's temperature fit on two columns."""
     z = logit(np.clip(confidence, CLIP, 1 - CLIP))
-
-    def nll(log_t: float) -> float:
-        p = np.clip(expit(z / np.exp(log_t)), 1e-9, 1 - 1e-9)
-        return float(-(right * np.log(p) + (1 - right) * np.log(1 - p)).mean())
-
-    found = minimize_scalar(nll, bounds=(np.log(0.01), np.log(100)), method="bounded")
-    return float(np.exp(found.x))
+    return fit_temperature(np.column_stack([np.zeros_like(z), z]), right.astype(np.int64))
 
 
 def run(
@@ -162,7 +162,14 @@ def run(
     task = load_task(write_task(folder / "task", task_text(name, "spans", "spans", types)))
     write_jsonl(folder / "train.jsonl", train_rows)
     settings = TrainSettings(recipe="spacy-ner", latency_texts=20, throughput_texts=100)
-    train(task, folder / "model", settings, data=folder / "train.jsonl")
+    card = train(task, folder / "model", settings, data=folder / "train.jsonl").card
+    scaling = card["calibration"]
+    f1 = card["held_out"]["micro_f1"]
+    held = (
+        f"{f1['estimate']:.3f} ({f1['low']:.2f}–{f1['high']:.2f}), "
+        f"{scaling['right'] / max(scaling['spans'], 1):.0%} of {scaling['spans']} spans right, "
+        f"ECE {scaling['ece_before']:.3f} → {scaling['ece_after']:.3f}"
+    )
     model = load_model(folder / "model", task=task)
     nlp, wanted = model.nlp, set(types)
     texts = [row["text"] for row in test_rows]
@@ -185,7 +192,7 @@ def run(
     marginal = np.array([s.score for answer in raw for s in answer])
     shipped = np.array([s.score for answer in calibrated(raw, model.calibration) for s in answer])
     summary = (
-        f"| {name} | {len(texts)} texts, {right.size} spans, {right.mean():.0%} right | "
+        f"| {name} | {held} | {len(texts)} texts, {right.size} spans, {right.mean():.0%} right | "
         f"{f1_greedy:.3f} / {f1_beam:.3f} | {rate_greedy:,.0f} / {rate_beam:,.0f} "
         f"({rate_beam / rate_greedy:.2f}×) | {ece(marginal, right):.3f} | "
         f"{ece(shipped, right):.3f} |"
@@ -202,9 +209,9 @@ def run(
         t_parse = fit_parse_temperature(items, fit)
         by_parse = best_confidence(items, held, t_parse)
         fit_conf = best_confidence(items, fit, 1.0)
-        t_odds = fit_log_odds_temperature(fit_conf, fit_right.astype(float))
+        t_odds = fit_log_odds_temperature(fit_conf, fit_right)
         by_odds = expit(logit(np.clip(before, CLIP, 1 - CLIP)) / t_odds)
-        platt = _platt(fit_conf, fit_right) or SpanCalibration()
+        platt = fit_platt(fit_conf, fit_right) or SpanCalibration()
         splits.append(
             f"| {name} split {split + 1} | {fit_right.size} / {held_right.size} | "
             f"{ece(before, held_right):.3f} | {ece(by_parse, held_right):.3f} (T {t_parse:.2f}) | "
@@ -223,10 +230,10 @@ def main() -> None:
     ]
     results = [run(*dataset) for dataset in datasets]
     print(
-        "| dataset | test | strict F1 greedy / beam | texts/s greedy / beam | ECE beam marginal "
+        "| dataset | held out (card): strict F1 (95% CI), spans right, ECE before → after | test | strict F1 greedy / beam | texts/s greedy / beam | ECE beam marginal "
         "| ECE Platt (card's fit) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for summary, _ in results:
         print(summary)
     print()
