@@ -14,11 +14,12 @@ On the command line (``evaluate --system``)::
 
 e.g. ``fast=cascade:model:models/linear@0.9,llm:qwen2.5-0.5b@0.6``: the linear model answers
 when its top probability is ≥ 0.9, the LLM gets the rest and answers when its own is ≥ 0.6, and
-the cascade abstains on the others. Stage sources are ``model:DIR`` and ``llm:MODEL`` (a
-predictions file cannot answer the texts a stage passes on; cascades do not nest). Thresholds
-are probabilities in [0, 1]; a comma cannot appear inside a stage. A threshold for a stage is
-best read off evaluate's own output for that stage run alone: ``selective.coverage_at_precision
-.threshold`` is the lowest confidence at which its answers keep the target accuracy.
+the cascade abstains on the others. Stage sources are ``model:DIR`` and ``llm:MODEL``, the
+system sources whose ``stage`` is set (a predictions file cannot answer the texts a stage passes
+on; cascades do not nest). Thresholds are probabilities in [0, 1]; a comma cannot appear inside
+a stage. A threshold for a stage is best read off evaluate's own output for that stage run
+alone: ``selective.coverage_at_precision.threshold`` is the lowest confidence at which its
+answers keep the target accuracy.
 
 Every prediction's ``info`` holds ``stage`` (the name of the stage that answered, or of the last
 stage for an abstention), ``stage_index``, ``stages_tried``, ``confidence`` (the answering
@@ -38,21 +39,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stillhouse import registry
 from stillhouse.data.records import Prediction
 from stillhouse.errors import Errors, fail
-from stillhouse.predictors import Predictor
+from stillhouse.predictors import Predictor, system_sources
 from stillhouse.task import Task
 
 ABSTAINED = ""
-STAGE_SOURCES = ("model", "llm")
 TOKEN_KEYS = ("tokens_in", "tokens_in_new", "tokens_out", "tokens_decoded")
 EXAMPLE = "fast=cascade:model:models/linear@0.9,llm:qwen2.5-0.5b@0.6"
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage as written: ``source`` (``model`` / ``llm``), ``value`` (folder or model) and
-    ``threshold`` (pass on below it; for the last stage: abstain below it; None: no threshold)."""
+    """One stage as written: ``source`` (a system source whose ``stage`` is set: ``model`` /
+    ``llm``), ``value`` (folder or model) and ``threshold`` (pass on below it; for the last
+    stage: abstain below it; None: no threshold)."""
 
     source: str
     value: str
@@ -91,8 +93,9 @@ def parse_cascade(spec: str, value: str) -> list[StageSpec]:
             raise wrong("a stage is SOURCE:VALUE, e.g. model:models/linear or llm:qwen2.5-0.5b")
         if source == "cascade":
             raise wrong("cascades do not nest; list the stages of both in one cascade")
-        if source not in STAGE_SOURCES:
-            raise wrong(f"unknown stage source `{source}:` (stages are model: or llm:)")
+        found = registry.system_sources.get(source)
+        if found is None or not found.stage:
+            raise wrong(f"unknown stage source `{source}:` (stages are {_stage_sources()})")
         threshold: float | None = None
         if at:
             try:
@@ -280,6 +283,12 @@ def stage_shares(predictions: Sequence[Prediction], cascade: Cascade) -> dict[st
         "abstained": abstained,
         "abstained_share": abstained / n if n else 0.0,
     }
+
+
+def _stage_sources() -> str:
+    """The sources a stage may name, as ``model: or llm:``."""
+    names = [f"{name}:" for name, source in system_sources().items() if source.stage]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _is_llm(predictor: Predictor) -> bool:

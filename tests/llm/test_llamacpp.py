@@ -14,7 +14,7 @@ import pytest
 from stillhouse.errors import StillhouseError
 from stillhouse.llm.answer import softmax
 from stillhouse.llm.backend import BackendSettings, open_backend
-from stillhouse.llm.llamacpp import LlamaCppBackend
+from stillhouse.llm.backends.llamacpp import LlamaCppBackend
 from stillhouse.llm.prompts import ChatPrompt, build_prompt, span_schema
 from stillhouse.task import Task
 

@@ -18,8 +18,8 @@ import pytest
 
 from stillhouse.errors import StillhouseError
 from stillhouse.llm.backend import BackendSettings
+from stillhouse.llm.backends.openai import OpenAIBackend, parse_openai_spec
 from stillhouse.llm.models import resolve_embedded
-from stillhouse.llm.openai import OpenAIBackend, parse_openai_spec
 from stillhouse.llm.prompts import ChatPrompt, span_schema
 
 pytestmark = pytest.mark.slow

@@ -20,6 +20,7 @@ import numpy as np
 
 from stillhouse.cascade import ABSTAINED, Cascade, stage_shares
 from stillhouse.data.io import data_fingerprint, read_examples
+from stillhouse.data.predictions import check_prediction
 from stillhouse.data.records import Example, Prediction, Span, answer_to_json, text_id
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.accuracy import classification_metrics, label_indices
@@ -57,7 +58,7 @@ from stillhouse.evaluate.selective import (
     selective_per_resample,
 )
 from stillhouse.evaluate.structured import multilabel_results, span_results, strict_hits
-from stillhouse.predictors import PredictionsFile, Predictor, check_prediction
+from stillhouse.predictors import PredictionsFile, Predictor
 from stillhouse.provenance import package_versions
 from stillhouse.task import Task
 
@@ -103,7 +104,9 @@ def evaluate(
     selective prediction, confusion matrices and perturbations are classification only.
     Bad input raises a StillhouseError: E504 (no system), E515 (bad setting), E516 (unknown
     slice field), E537 (a span outside its text), the read errors of :func:`read_examples` (an
-    empty test set is E104) and the prediction errors of :mod:`stillhouse.predictors`.
+    empty test set is E104) and the prediction errors of
+    :class:`stillhouse.predictors.PredictionsFile` and
+    :func:`stillhouse.data.predictions.check_prediction`.
     """
     if not systems:
         raise fail(Errors.E504)

@@ -2,20 +2,23 @@
 
 Model specs: an embedded model name (``qwen2.5-0.5b``, ``smollm2-135m``), a path to a ``.gguf``
 file (both run in-process with llama.cpp), or ``openai:URL#MODEL`` for any OpenAI-compatible
-server (vLLM, Ollama, llama.cpp server, OpenAI).
+server (vLLM, Ollama, llama.cpp server, OpenAI). The runtimes live one module each in
+:mod:`stillhouse.llm.backends` and are found by name in :data:`stillhouse.registry.backends`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from stillhouse.errors import Errors, fail
+from stillhouse import registry
 from stillhouse.llm.prompts import ChatPrompt
+
+# Where a spec that names no registered backend goes: embedded model names and .gguf paths.
+DEFAULT_BACKEND = "llamacpp"
 
 
 @dataclass(frozen=True)
@@ -105,18 +108,15 @@ class Backend(Protocol):
 
 
 def open_backend(spec: str, settings: BackendSettings) -> Backend:
-    """Open the backend for a model spec (see module docstring)."""
-    from stillhouse.llm.models import EMBEDDED_MODELS, check_gguf, resolve_embedded
+    """Open the backend for a model spec (see module docstring).
 
-    if spec.startswith("openai:"):
-        from stillhouse.llm.openai import OpenAIBackend, parse_openai_spec
-
-        url, model = parse_openai_spec(spec)
-        return OpenAIBackend(url, model, settings)
-    from stillhouse.llm.llamacpp import LlamaCppBackend
-
-    if spec in EMBEDDED_MODELS:
-        return LlamaCppBackend(resolve_embedded(spec), settings, model_name=spec)
-    if spec.endswith(".gguf") or Path(spec).exists():
-        return LlamaCppBackend(check_gguf(Path(spec)), settings, model_name=Path(spec).name)
-    raise fail(Errors.E305, spec=spec, names=", ".join(EMBEDDED_MODELS))
+    A spec ``NAME:REST`` whose NAME is a registered backend goes to that backend, any other spec
+    to :data:`DEFAULT_BACKEND`; either gets the whole spec. Each backend's opener raises its own
+    errors (E311 for a malformed ``openai:`` spec; E301–E304 and E306 for a model llama.cpp cannot
+    find or load, E305 for a spec that is neither an embedded model nor a .gguf path).
+    """
+    name, colon, _ = spec.partition(":")
+    opener = registry.backends.get(name) if colon else None
+    if opener is None:
+        opener = registry.backends.get(DEFAULT_BACKEND)
+    return opener(spec, settings)

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from stillhouse import registry
 from stillhouse.errors import Errors, fail
 from stillhouse.llm.backend import BackendSettings, Generation
 from stillhouse.llm.label_trie import ROOT, LabelTrie, TrieSearch, log_softmax
-from stillhouse.llm.models import verified_sha256
+from stillhouse.llm.models import EMBEDDED_MODELS, check_gguf, resolve_embedded, verified_sha256
 from stillhouse.llm.prompts import ChatPrompt
 
 _SENTINEL = "\u2063@@STILLHOUSE_TEXT@@\u2063"
@@ -318,6 +319,20 @@ class LlamaCppBackend:
             self._ctx = None
         if getattr(self, "llm", None) is not None:
             self.llm.close()
+
+
+@registry.backends.register("llamacpp")
+def open_llamacpp(spec: str, settings: BackendSettings) -> LlamaCppBackend:
+    """The backend for an embedded model name or a path to a ``.gguf`` file (the default backend).
+
+    E303/E304 for an embedded model that is damaged or not installed, E301/E302 for a missing or
+    non-GGUF file, E306 for one llama.cpp cannot load, E305 for a spec that is neither.
+    """
+    if spec in EMBEDDED_MODELS:
+        return LlamaCppBackend(resolve_embedded(spec), settings, model_name=spec)
+    if spec.endswith(".gguf") or Path(spec).exists():
+        return LlamaCppBackend(check_gguf(Path(spec)), settings, model_name=Path(spec).name)
+    raise fail(Errors.E305, spec=spec, names=", ".join(EMBEDDED_MODELS))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import httpx
 import numpy as np
 
+from stillhouse import registry
 from stillhouse.errors import Errors, StillhouseError, fail
 from stillhouse.llm.backend import BackendSettings, Generation
 from stillhouse.llm.prompts import ChatPrompt
@@ -282,6 +283,13 @@ class OpenAIBackend:
             return fail(Errors.E308, name=self.settings.api_key_env, url=self.base_url)
         detail = f"rejected the API key from ${self.settings.api_key_env} (HTTP {status})"
         return fail(Errors.E307, url=self._url, detail=detail)
+
+
+@registry.backends.register("openai")
+def open_openai(spec: str, settings: BackendSettings) -> OpenAIBackend:
+    """The backend for ``openai:URL#MODEL`` (E311 for a malformed spec)."""
+    url, model = parse_openai_spec(spec)
+    return OpenAIBackend(url, model, settings)
 
 
 def _chat_completion(response: httpx.Response) -> dict[str, Any] | _Failure:

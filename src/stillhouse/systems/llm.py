@@ -1,0 +1,27 @@
+"""``NAME=llm:MODEL``: the task's prompt on an LLM (``MODEL`` as for annotate: an embedded model,
+a .gguf path or openai:URL#MODEL)."""
+
+from __future__ import annotations
+
+from stillhouse import registry
+from stillhouse.predictors import Predictor
+from stillhouse.task import Task
+
+
+class LLMSource:
+    """An LLM answering with the task's prompt (:class:`stillhouse.llm.predictor.LLMPredictor`;
+    the backend's errors when the model cannot be opened); it may be a cascade stage."""
+
+    order = 30
+    stage = True
+
+    def check(self, spec: str, value: str, task: Task) -> None:
+        """Nothing to check before opening: the model spec is checked when the model is opened."""
+
+    def open(self, name: str, value: str, task: Task) -> Predictor:
+        from stillhouse.llm.predictor import LLMPredictor  # the LLM stack loads only when used
+
+        return LLMPredictor(task, value)
+
+
+registry.system_sources.register("llm")(LLMSource())
