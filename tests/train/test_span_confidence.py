@@ -7,7 +7,7 @@ import numpy as np
 
 from stillhouse.data.records import Span, answer_from_json, answer_to_json
 from stillhouse.evaluate.calibration import expected_calibration_error
-from stillhouse.train.span_confidence import (
+from stillhouse.train.recipes.parts.span_confidence import (
     SpanCalibration,
     calibrated,
     fit_span_calibration,

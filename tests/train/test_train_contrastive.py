@@ -14,7 +14,7 @@ from stillhouse.data.io import write_jsonl
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.export import base_model_path, exported_encoder
-from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
+from stillhouse.train.recipes.parts.onnx_encoder import OnnxSentenceEncoder
 
 pytestmark = pytest.mark.slow
 

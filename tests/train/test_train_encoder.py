@@ -20,7 +20,7 @@ from stillhouse.llm.fewshot import embed
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, train
 from stillhouse.train.export import base_model_path, exported_encoder
-from stillhouse.train.onnx_encoder import (
+from stillhouse.train.recipes.parts.onnx_encoder import (
     PADDING_SLACK,
     OnnxSentenceEncoder,
     _similar_length_batches,

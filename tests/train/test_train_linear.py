@@ -263,7 +263,7 @@ def random_texts(count: int) -> list[str]:
 def test_term_counts_equal_scikit_learns_count_vectorizer(analyzer, ngrams) -> None:
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-    from stillhouse.train.linear import Tfidf
+    from stillhouse.train.recipes.linear import Tfidf
 
     fit_texts = [row["text"] for row in nusax_train()] + ODD_TEXTS + random_texts(300)
     texts = [row["text"] for row in nusax_test(100)] + ODD_TEXTS + random_texts(300)

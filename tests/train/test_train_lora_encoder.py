@@ -18,7 +18,7 @@ from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, train
-from stillhouse.train.run import check_settings
+from stillhouse.train.recipe import check_settings
 
 # 6 intents × 15 = 90 short texts: 72 train (5 steps of 16 per epoch) + 18 held out
 SETTINGS = dict(

@@ -22,10 +22,11 @@ from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
 from stillhouse.llm.prompts import build_prompt
 from stillhouse.task import Task, load_task
-from stillhouse.train import TrainSettings, gguf_lora, lora_llm, train
-from stillhouse.train.hf_from_gguf import hf_folder
-from stillhouse.train.load import load_model
-from stillhouse.train.run import check_settings
+from stillhouse.train import TrainSettings, load_model, train
+from stillhouse.train.recipe import check_settings
+from stillhouse.train.recipes import lora_llm
+from stillhouse.train.recipes.parts import gguf_lora
+from stillhouse.train.recipes.parts.hf_from_gguf import hf_folder
 
 TASK = NUSAX_TASK + '[llm]\nmodel = "smollm2-135m"\n'
 # 120 NusaX rows: 96 train (12 steps of 8 per epoch) + 24 held out; 20 steps ≈ 1.7 epochs

@@ -14,13 +14,13 @@ from train_data import NUSAX_TASK, nusax_train, write_task
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
+from stillhouse.registry import recipes
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, train
-from stillhouse.train.encoder import EncoderParams
-from stillhouse.train.lora_encoder import LoraEncoderParams
-from stillhouse.train.memory import ADVICE, encoder_bytes, lora_encoder_bytes, spacy_ner_bytes
-from stillhouse.train.run import RECIPES
-from stillhouse.train.structured import KIND_RECIPES
+from stillhouse.train.recipe import Recipe
+from stillhouse.train.recipes.encoder import EncoderParams, encoder_bytes
+from stillhouse.train.recipes.lora_encoder import LoraEncoderParams, lora_encoder_bytes
+from stillhouse.train.recipes.spacy_ner import spacy_ner_bytes
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_a_tiny_memory_budget_refuses_before_any_expensive_work(
     message = error.value.message
     assert error.value.code == "E710", message
     assert f"Recipe `{recipe}` would need about" in message and detail in message
-    assert message.endswith(f"available; {ADVICE[recipe]}.")
+    assert message.endswith(f"available; {recipes.get(recipe).memory_advice}.")
     number, unit = re.search(r"would need about ([\d.]+) ([MG]B)", message).groups()
     assert 0.0 < float(number) * (1e6 if unit == "MB" else 1e9) < 4e9, message
     assert "but 1 MB is available" in message
@@ -74,10 +74,12 @@ def test_a_tiny_memory_budget_refuses_before_any_expensive_work(
 
 
 def test_every_recipe_has_its_own_advice() -> None:
-    recipes = set(RECIPES) | set(KIND_RECIPES["multilabel"]) | set(KIND_RECIPES["spans"])
-    assert recipes <= set(ADVICE)
-    assert "max_features" in ADVICE["linear"]
-    assert not any("max_features" in ADVICE[r] for r in recipes - {"linear"})
+    advice = {name: recipe.memory_advice for name, recipe in recipes.all().items()}
+    assert {"linear", "encoder", "contrastive-encoder", "lora-encoder", "lora-llm"} <= set(advice)
+    assert "spacy-ner" in advice
+    assert Recipe.memory_advice not in advice.values()  # none falls back to the generic advice
+    assert "max_features" in advice["linear"]
+    assert not any("max_features" in text for name, text in advice.items() if name != "linear")
 
 
 def test_estimates_grow_with_what_drives_them() -> None:

@@ -28,7 +28,7 @@ from stillhouse.predictors import open_systems
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.answers import from_store
-from stillhouse.train.multilabel import MultilabelModel
+from stillhouse.train.model import MultilabelModel
 
 pytestmark = pytest.mark.slow
 

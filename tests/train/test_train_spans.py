@@ -41,8 +41,8 @@ from stillhouse.provenance import file_sha256
 from stillhouse.task import load_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.answers import from_store as span_answers_from_store
-from stillhouse.train.span_confidence import beam_spans
-from stillhouse.train.spans import SpanModel, base_pipeline
+from stillhouse.train.recipes.parts.span_confidence import beam_spans
+from stillhouse.train.recipes.spacy_ner import SpanModel, base_pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from stillhouse.task import Task
 from stillhouse.train.load import CARD_FILE, FORMAT, FORMAT_VERSION, README_FILE
 
 if TYPE_CHECKING:
-    from stillhouse.train.run import TrainSettings
+    from stillhouse.train.settings import TrainSettings
 
 _EXTRA_VERSIONS = ("onnx", "onnxruntime", "tokenizers", "safetensors", "scipy")
 

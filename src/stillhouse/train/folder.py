@@ -21,7 +21,7 @@ from stillhouse.train.load import load_model
 from stillhouse.train.measure import measure_speed
 
 if TYPE_CHECKING:
-    from stillhouse.train.run import TrainSettings
+    from stillhouse.train.settings import TrainSettings
 
 
 def model_files(folder: Path) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,8 @@ from typing import Any
 from stillhouse.data.io import read_examples, write_jsonl
 from stillhouse.data.records import Prediction, Span, answer_to_json
 from stillhouse.task import Task
-from stillhouse.train.load import TrainedModel, load_model
+from stillhouse.train.load import load_model
+from stillhouse.train.model import TrainedModel
 
 _BATCH = 256
 

@@ -24,17 +24,32 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stillhouse.train.encoder import EncoderModel, load_onnx_with_head
+from stillhouse import registry
 from stillhouse.train.export import base_model_path, export_tuned
 from stillhouse.train.head import fit_head
-from stillhouse.train.lora_loop import RunContext, prepare_torch
-from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
+from stillhouse.train.memory import (
+    CHARACTERS_PER_TOKEN,
+    minilm_config,
+    minilm_weights,
+    transformer_training_bytes,
+)
+from stillhouse.train.model import Scorer
+from stillhouse.train.recipe import Fitting, Plan
+from stillhouse.train.recipes.encoder import (
+    EncoderModel,
+    EncoderParams,
+    MiniLMRecipe,
+    encoder_bytes,
+    load_onnx_with_head,
+)
+from stillhouse.train.recipes.parts.lora_loop import RunContext, prepare_torch
+from stillhouse.train.recipes.parts.onnx_encoder import OnnxSentenceEncoder
 
 
 @dataclass(frozen=True)
@@ -142,3 +157,77 @@ def _bounds_and_progress(params: ContrastiveParams, progress: Callable[..., None
                 control.should_training_stop = True
 
     return Bounds()
+
+
+def contrastive_bytes(
+    texts: Sequence[str], n_labels: int, params: ContrastiveParams
+) -> tuple[int, str]:
+    """The contrastive-encoder recipe: fp32 MiniLM weights, all of them trained (value, gradient,
+    AdamW's two moments), activations of a batch of pairs (2 × batch texts as long as the
+    longest text, a token per 3 characters, at most SetFit's 256) through every layer
+    (:func:`transformer_training_bytes`), then the `encoder` recipe's embeddings, head and ONNX
+    session (:func:`encoder_bytes`). NusaX English (500 texts, the longest 189 tokens): 3.1 GB
+    counted, 1.7 GB measured (peak RSS of a whole 40-step run: bench/memory_estimates.py)."""
+    config = minilm_config()
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    layers = config["num_hidden_layers"]
+    weights = minilm_weights(config)
+    length = min(256, max((len(text) // CHARACTERS_PER_TOKEN + 2 for text in texts), default=2))
+    training = transformer_training_bytes(
+        weights=weights,
+        hidden=hidden,
+        inner=inner,
+        heads=config["num_attention_heads"],
+        layers=layers,
+        batch=2 * params.pairs_per_step,
+        length=length,
+        trainable=weights,
+    )
+    serving, _ = encoder_bytes(len(texts), n_labels, EncoderParams(quantize=params.quantize))
+    detail = (
+        f"contrastive training of all-MiniLM-L6-v2 ({params.pairs_per_step} pairs × {length} "
+        f"tokens, every weight trained) and a {n_labels}-label head"
+    )
+    return training + serving, detail
+
+
+class ContrastiveEncoder(MiniLMRecipe):
+    """SetFit's contrastive fine-tuning of all-MiniLM-L6-v2, served as `encoder` is."""
+
+    name = "contrastive-encoder"
+    order = 30
+    refits = False  # fine-tuning twice costs twice
+    busy_with = "training"
+    memory_advice = "use the encoder recipe (no fine-tuning) or a machine with more memory"
+
+    def plan(self, fitting: Fitting) -> Plan:
+        settings = fitting.settings
+        params = ContrastiveParams(
+            max_steps=settings.max_steps or ContrastiveParams.max_steps,
+            max_minutes=settings.max_minutes,
+            c=settings.c or ContrastiveParams.c,
+            quantize=settings.quantize or ContrastiveParams.quantize,
+        )
+        self.memory_check(settings)(*contrastive_bytes(fitting.texts, fitting.n_labels, params))
+        run = RunContext(
+            fitting.checkpoints, settings.seed, settings.threads, fitting.say, fitting.progress
+        )
+
+        def fit_rows(rows: np.ndarray) -> Scorer:
+            return fit_contrastive(
+                fitting.texts,
+                fitting.targets,
+                fitting.weights,
+                fitting.n_labels,
+                rows,
+                params,
+                run,
+            )
+
+        return Plan(fit_rows, asdict(params))
+
+    def load(self, folder: Path, card: dict[str, Any], threads: int | None) -> Scorer:
+        return ContrastiveEncoderModel.load(folder, card["hyper_parameters"], threads)
+
+
+registry.recipes.register("contrastive-encoder")(ContrastiveEncoder())

@@ -11,13 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from stillhouse.train.export import base_model_path, copy_into, exported_encoder
-from stillhouse.train.head import LinearHead, fit_head, load_arrays, save_arrays
-from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
+from stillhouse import registry
+from stillhouse.train.export import (
+    BASE_LICENSE,
+    BASE_MODEL,
+    QUANTIZATIONS,
+    base_model_path,
+    copy_into,
+    exported_encoder,
+)
+from stillhouse.train.head import LinearHead, lbfgs_memory_bytes, load_arrays, save_arrays
+from stillhouse.train.memory import minilm_config
+from stillhouse.train.model import Scorer
+from stillhouse.train.recipe import Fitting, HeadFitter, Plan, Recipe, params_to_json
+from stillhouse.train.recipes.parts.onnx_encoder import (
+    DIMENSION,
+    MAX_TOKENS,
+    OnnxSentenceEncoder,
+)
 
 FILES = ("encoder.onnx", "tokenizer.json", "head.safetensors")
 
@@ -82,14 +97,16 @@ def open_encoder(
 
 def fit_encoder(
     features: np.ndarray,
-    y_index: np.ndarray,
+    targets: np.ndarray,
     n_labels: int,
     weights: np.ndarray,
     params: EncoderParams,
     encoder: tuple[OnnxSentenceEncoder, Path, Path],
+    head_fitter: HeadFitter,
 ) -> EncoderModel:
-    """Fit the head on precomputed embeddings ``features`` (shape (n, 384)) of the texts."""
-    head = fit_head(features, y_index, n_labels, weights, c=params.c, max_iter=params.max_iter)
+    """Fit the head (``head_fitter``, signature of :func:`~stillhouse.train.head.fit_head`) on
+    precomputed embeddings ``features`` (shape (n, 384)) of the texts."""
+    head = head_fitter(features, targets, n_labels, weights, c=params.c, max_iter=params.max_iter)
     return EncoderModel(encoder[0], head, params, encoder[1], encoder[2])
 
 
@@ -111,3 +128,78 @@ def load_onnx_with_head(
     """The encoder and head saved by :func:`save_onnx_with_head`."""
     encoder = OnnxSentenceEncoder(folder / "encoder.onnx", folder / "tokenizer.json", threads)
     return encoder, LinearHead.from_arrays(load_arrays(folder / "head.safetensors"))
+
+
+def encoder_bytes(n_texts: int, n_labels: int, params: EncoderParams) -> tuple[int, str]:
+    """The encoder recipe: the float32 embeddings of every text, the head's L-BFGS working
+    memory (:func:`lbfgs_memory_bytes`, with scikit-learn's float64 copy of the embeddings), and
+    the ONNX session (its weights, and one layer's activations for a batch of the longest texts)."""
+    config = minilm_config()
+    embeddings = 4 * n_texts * DIMENSION
+    head = lbfgs_memory_bytes(n_labels, DIMENSION, embeddings)
+    weights = (base_model_path() / "model.safetensors").stat().st_size
+    session = weights // 4 if params.quantize == "int8" else weights
+    session += (
+        4
+        * params.batch_size
+        * MAX_TOKENS
+        * (4 * config["hidden_size"] + config["intermediate_size"])
+        + 4 * params.batch_size * config["num_attention_heads"] * MAX_TOKENS**2
+    )
+    detail = (
+        f"{n_texts:,} texts × {DIMENSION} embeddings, a {n_labels}-label head and the ONNX "
+        f"encoder ({params.quantize})"
+    )
+    return embeddings + head + session, detail
+
+
+class MiniLMRecipe(Recipe):
+    """What the recipes built on all-MiniLM-L6-v2 share: the base model the card names, the
+    ONNX quantizations and runtime."""
+
+    base: ClassVar[dict[str, str] | None] = {"name": BASE_MODEL, "license": BASE_LICENSE}
+    quantizations = QUANTIZATIONS
+
+    def quantize_advice(self, quantize: str) -> str:
+        if quantize in ("q8_0", "q4_k_m"):
+            return "q8_0 and q4_k_m are for the lora-llm recipe"
+        return super().quantize_advice(quantize)
+
+
+class Encoder(MiniLMRecipe):
+    """all-MiniLM-L6-v2 embeddings (ONNX) and a logistic head (classify: multinomial;
+    multilabel: one-vs-rest)."""
+
+    name = "encoder"
+    kinds = ("classify", "multilabel")
+    order = 20
+    memory_advice = "use fewer labels or examples"
+
+    def plan(self, fitting: Fitting) -> Plan:
+        settings, texts = fitting.settings, fitting.texts
+        params = EncoderParams(
+            c=settings.c or EncoderParams.c, quantize=settings.quantize or "int8"
+        )
+        self.memory_check(settings)(*encoder_bytes(len(texts), fitting.n_labels, params))
+        fitting.say(f"embedding {len(texts)} texts with all-MiniLM-L6-v2 (ONNX, {params.quantize})")
+        encoder = open_encoder(params, settings.threads)
+        features = encoder[0].embed(texts, batch_size=params.batch_size, progress=fitting.progress)
+
+        def fit_rows(rows: np.ndarray) -> Scorer:
+            return fit_encoder(
+                features[rows],
+                fitting.targets[rows],
+                fitting.n_labels,
+                fitting.weights[rows],
+                params,
+                encoder,
+                fitting.head,
+            )
+
+        return Plan(fit_rows, params_to_json(params))
+
+    def load(self, folder: Path, card: dict[str, Any], threads: int | None) -> Scorer:
+        return EncoderModel.load(folder, card["hyper_parameters"], threads)
+
+
+registry.recipes.register("encoder")(Encoder())

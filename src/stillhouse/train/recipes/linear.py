@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from stillhouse.errors import Errors, fail
+from stillhouse import registry
 from stillhouse.train.head import LinearHead, fit_head, lbfgs_memory_bytes, load_arrays, save_arrays
+from stillhouse.train.model import Scorer
+from stillhouse.train.recipe import Fitting, Plan, Recipe, params_to_json
+from stillhouse.train.settings import CHAR_NGRAMS, WORD_NGRAMS, TrainSettings
 
 FILES = ("vocabulary.json", "weights.safetensors")
 
@@ -34,8 +37,8 @@ class LinearParams:
 
     c: float = 10.0
     max_iter: int = 1000
-    word_ngrams: tuple[int, int] | None = (1, 2)  # None: no word n-grams
-    char_ngrams: tuple[int, int] | None = (2, 5)  # None: no character n-grams
+    word_ngrams: tuple[int, int] | None = WORD_NGRAMS  # None: no word n-grams
+    char_ngrams: tuple[int, int] | None = CHAR_NGRAMS  # None: no character n-grams
     min_df: int = 1
     max_features: int | None = None
 
@@ -140,27 +143,6 @@ def _word_terms(ngram_range: tuple[int, int]) -> Callable[[str], list[str]]:
     return terms
 
 
-def linear_params(settings: Any) -> LinearParams:
-    """The recipe's hyper-parameters from a :class:`~stillhouse.train.run.TrainSettings`."""
-    return LinearParams(
-        c=settings.c or LinearParams.c,
-        max_features=settings.max_features,
-        word_ngrams=settings.word_ngrams,
-        char_ngrams=settings.char_ngrams,
-    )
-
-
-def parse_ngrams(option: str, text: str) -> tuple[int, int] | None:
-    """``"1-2"`` → (1, 2), ``"3"`` → (3, 3), ``"none"`` → None; E708 names ``option`` for any
-    other form (whether the range is valid is checked with the other settings: run.check_ngrams)."""
-    if text.strip().lower() == "none":
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", text)
-    if match is None:
-        raise fail(Errors.E708, what=option, expected="LOW-HIGH, a number, or none", value=text)
-    return int(match[1]), int(match[2] or match[1])
-
-
 class LinearModel:
     """Fitted TF-IDF vectorizers and head; ``logits(texts)`` of shape (n, k)."""
 
@@ -240,8 +222,44 @@ def fit_linear(
     return LinearModel(vectorizers, head, params)
 
 
-def params_to_json(params: Any) -> dict[str, Any]:
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in asdict(params).items()
-    }
+def linear_params(settings: TrainSettings) -> LinearParams:
+    """The recipe's hyper-parameters from the training settings."""
+    return LinearParams(
+        c=settings.c or LinearParams.c,
+        max_features=settings.max_features,
+        word_ngrams=settings.word_ngrams,
+        char_ngrams=settings.char_ngrams,
+    )
+
+
+class Linear(Recipe):
+    """TF-IDF n-grams and a logistic head (classify: multinomial; multilabel: one-vs-rest)."""
+
+    name = "linear"
+    kinds = ("classify", "multilabel")
+    order = 10
+    reads_ngrams = True
+    runtime = "numpy/scipy"
+    memory_advice = "use fewer labels or examples, or cap the TF-IDF vocabulary (max_features)"
+
+    def quantize_advice(self, quantize: str) -> str:
+        return "it has no dense network to quantize"
+
+    def plan(self, fitting: Fitting) -> Plan:
+        params = linear_params(fitting.settings)
+        check = self.memory_check(fitting.settings)
+
+        def fit_rows(rows: np.ndarray) -> Scorer:
+            texts = [fitting.texts[i] for i in rows]
+            targets, weights = fitting.targets[rows], fitting.weights[rows]
+            return fit_linear(
+                texts, targets, fitting.n_labels, weights, params, check, fitting.head
+            )
+
+        return Plan(fit_rows, params_to_json(params))
+
+    def load(self, folder: Path, card: dict[str, Any], threads: int | None) -> Scorer:
+        return LinearModel.load(folder, card["hyper_parameters"])
+
+
+registry.recipes.register("linear")(Linear())

@@ -30,22 +30,31 @@ from typing import Any
 
 import numpy as np
 
+from stillhouse import registry
 from stillhouse.provenance import json_sha256
-from stillhouse.train import lora_loop
-from stillhouse.train.encoder import load_onnx_with_head, save_onnx_with_head
 from stillhouse.train.export import base_model_path, export_tuned
-from stillhouse.train.head import LinearHead, fit_head
-from stillhouse.train.lora_loop import (
+from stillhouse.train.head import LinearHead, fit_head, lbfgs_memory_bytes
+from stillhouse.train.memory import minilm_config, minilm_weights, transformer_training_bytes
+from stillhouse.train.model import Scorer
+from stillhouse.train.recipe import Fitting, Plan
+from stillhouse.train.recipes.encoder import (
+    MiniLMRecipe,
+    load_onnx_with_head,
+    save_onnx_with_head,
+)
+from stillhouse.train.recipes.parts import lora_loop
+from stillhouse.train.recipes.parts.lora_loop import (
     LoraParams,
     RunContext,
     RunInfo,
     loop_settings,
+    lora_params,
     params_to_json,
     prepare_torch,
     read_state,
     run_loop,
 )
-from stillhouse.train.onnx_encoder import DIMENSION, OnnxSentenceEncoder
+from stillhouse.train.recipes.parts.onnx_encoder import DIMENSION, OnnxSentenceEncoder
 
 FILES = ("encoder.onnx", "tokenizer.json", "head.safetensors")
 
@@ -294,3 +303,74 @@ class _Trainer:
             self.head.weight.detach().numpy().astype(np.float32).copy(),
             self.head.bias.detach().numpy().astype(np.float32).copy(),
         )
+
+
+def lora_encoder_bytes(n_texts: int, n_labels: int, params: LoraEncoderParams) -> tuple[int, str]:
+    """The lora-encoder recipe: fp32 MiniLM weights, activations of batch × ``max_length``
+    tokens through every layer, the LoRA adapters' and the head's optimizer state
+    (:func:`transformer_training_bytes`, shared with lora-llm), plus the linear probe's
+    embeddings and L-BFGS head."""
+    config = minilm_config()
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    layers = config["num_hidden_layers"]
+    weights = minilm_weights(config)
+    # in + out features of each module a target name matches in one BERT layer
+    matched = {
+        "query": 2 * hidden,
+        "key": 2 * hidden,
+        "value": 2 * hidden,
+        "dense": 2 * hidden + 2 * (hidden + inner),  # attention output, intermediate, output
+    }
+    lora = layers * params.rank * sum(matched.get(name, 0) for name in params.target_modules)
+    probe = 4 * n_texts * DIMENSION
+    needed = (
+        transformer_training_bytes(
+            weights=weights,
+            hidden=hidden,
+            inner=inner,
+            heads=config["num_attention_heads"],
+            layers=layers,
+            batch=params.batch_size,
+            length=params.max_length,
+            trainable=lora + n_labels * (hidden + 1),
+        )
+        + probe
+        + lbfgs_memory_bytes(n_labels, DIMENSION, probe)
+    )
+    detail = (
+        f"LoRA training of all-MiniLM-L6-v2 (batch {params.batch_size} × {params.max_length} "
+        f"tokens, {n_labels} labels)"
+    )
+    return needed, detail
+
+
+class LoraEncoder(MiniLMRecipe):
+    """LoRA fine-tuning of all-MiniLM-L6-v2 with its head, merged and served as `encoder` is."""
+
+    name = "lora-encoder"
+    order = 40
+    refits = False  # training stops early on the held-out split
+    busy_with = "training"
+    memory_advice = "use the encoder recipe (no fine-tuning) or a machine with more memory"
+
+    def plan(self, fitting: Fitting) -> Plan:
+        settings, texts = fitting.settings, fitting.texts
+        params = lora_params(LoraEncoderParams, settings, head_c=settings.c)
+        self.memory_check(settings)(*lora_encoder_bytes(len(texts), fitting.n_labels, params))
+        run = RunContext(
+            fitting.checkpoints, settings.seed, settings.threads, fitting.say, fitting.progress
+        )
+
+        def fit_rows(rows: np.ndarray) -> Scorer:
+            held = np.setdiff1d(np.arange(len(texts)), rows)
+            return fit_lora_encoder(
+                texts, fitting.targets, fitting.weights, fitting.n_labels, rows, held, params, run
+            )
+
+        return Plan(fit_rows, params_to_json(params))
+
+    def load(self, folder: Path, card: dict[str, Any], threads: int | None) -> Scorer:
+        return LoraEncoderModel.load(folder, card["hyper_parameters"], threads)
+
+
+registry.recipes.register("lora-encoder")(LoraEncoder())

@@ -2,17 +2,17 @@
 
 The base is the task's ``[llm] model`` (an embedded model such as ``smollm2-135m`` or a ``.gguf``
 path), loaded into transformers from its GGUF file (dequantized to fp32 once and cached, see
-:mod:`stillhouse.train.hf_from_gguf`). Every training example is tokenized by llama.cpp itself
+:mod:`.parts.hf_from_gguf`). Every training example is tokenized by llama.cpp itself
 (:meth:`LlamaCppBackend.prompt_tokens` of the task prompt of :func:`build_prompt`, then the
 label's reply tokens from :meth:`LlamaCppBackend.label_continuations`), so the model trains on
 exactly the token sequence that label scoring reads; the loss is the negative log-likelihood
 of the gold label's reply tokens only (weighted by the example weights). Texts are cut to
 ``max_text_tokens`` tokens in training and in scoring alike. LoRA (r=8 on ``q_proj``/``v_proj``
 by default) in fp32 on the CPU; the loop (bounds, held-out evaluation, early stopping,
-checkpoints, resume) is :mod:`stillhouse.train.lora_loop`'s.
+checkpoints, resume) is :mod:`.parts.lora_loop`'s.
 
 Held-out evaluations run in llama.cpp: the current adapter is written as a GGUF LoRA
-(:mod:`stillhouse.train.gguf_lora`) and the held-out texts are label-scored on the quantized
+(:mod:`.parts.gguf_lora`) and the held-out texts are label-scored on the quantized
 base with it, so step 0 is the base model's zero-shot accuracy and the best step is chosen on
 what the saved model computes.
 
@@ -36,14 +36,17 @@ from typing import Any
 
 import numpy as np
 
+from stillhouse import registry
 from stillhouse.errors import Errors, fail
 from stillhouse.llm.backend import BackendSettings
 from stillhouse.llm.prompts import build_prompt
 from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
-from stillhouse.train import gguf_lora, lora_loop
-from stillhouse.train.lora_loop import LoraParams, RunContext, RunInfo
 from stillhouse.train.memory import MemoryCheck, transformer_training_bytes
+from stillhouse.train.model import Scorer
+from stillhouse.train.recipe import Fitting, Plan, Recipe
+from stillhouse.train.recipes.parts import gguf_lora, lora_loop
+from stillhouse.train.recipes.parts.lora_loop import LoraParams, RunContext, RunInfo, lora_params
 
 ADAPTER_FILE = "adapter.gguf"
 MERGED_FILE = "model.gguf"
@@ -167,7 +170,7 @@ def open_scoring(
     threads: int | None,
     lora_path: Path | None,
 ) -> Any:
-    from stillhouse.llm.llamacpp import LlamaCppBackend
+    from stillhouse.llm.backends.llamacpp import LlamaCppBackend
 
     return LlamaCppBackend(
         model_path, _backend_settings(task, params, threads), lora_path=lora_path
@@ -319,7 +322,7 @@ def fit_lora_llm(
 ) -> LoraLlmModel:
     """Fine-tune the task's LLM on ``train_rows``, evaluate and stop early on ``held_rows``, and
     return the model (adapter on the base, or merged and re-quantized)."""
-    from stillhouse.train.hf_from_gguf import hf_folder
+    from stillhouse.train.recipes.parts.hf_from_gguf import hf_folder
 
     say = run.say
     unknown = [m for m in params.target_modules if m not in gguf_lora.GGUF_NAMES]
@@ -532,3 +535,47 @@ class LlmTrainer:
             ]
         self.model.train()
         return np.array(rows)
+
+
+class LoraLlm(Recipe):
+    """LoRA fine-tuning of the task's LLM for label scoring, served by llama.cpp."""
+
+    name = "lora-llm"
+    order = 50
+    quantizations = QUANTIZATIONS
+    refits = False  # training stops early on the held-out split
+    busy_with = "training"
+    runtime = "llama.cpp"
+    memory_advice = (
+        "set a smaller [llm] model in the task, or use a recipe that does not fine-tune "
+        "the LLM (linear, encoder)"
+    )
+
+    def quantize_advice(self, quantize: str) -> str:
+        return f"use one of {', '.join(QUANTIZATIONS)} (llama.cpp quantizations)"
+
+    def plan(self, fitting: Fitting) -> Plan:
+        task, settings, texts = fitting.task, fitting.settings, fitting.texts
+        params = lora_params(LoraLlmParams, settings, score_tolerance=task.llm.score_tolerance)
+        check = self.memory_check(settings)
+        run = RunContext(
+            fitting.checkpoints, settings.seed, settings.threads, fitting.say, fitting.progress
+        )
+
+        def fit_rows(rows: np.ndarray) -> Scorer:
+            held = np.setdiff1d(np.arange(len(texts)), rows)
+            return fit_lora_llm(
+                task, texts, fitting.targets, fitting.weights, rows, held, params, run, check
+            )
+
+        return Plan(fit_rows, lora_loop.params_to_json(params))
+
+    def base_model(self, model: Any) -> dict[str, str] | None:
+        """The base GGUF the model was trained on: name, file, sha256, license."""
+        return model.base_model  # type: ignore[no-any-return]
+
+    def load(self, folder: Path, card: dict[str, Any], threads: int | None) -> Scorer:
+        return LoraLlmModel.load(folder, card, threads)
+
+
+registry.recipes.register("lora-llm")(LoraLlm())

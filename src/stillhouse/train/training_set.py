@@ -1,0 +1,46 @@
+"""The training set of any task kind, read from a data file or chosen from the task's store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stillhouse.errors import Errors, fail
+from stillhouse.task import Task
+from stillhouse.train import answers as answer_policy
+from stillhouse.train import labels as label_policy
+from stillhouse.train.settings import TrainSettings
+
+
+def read_training_set(
+    task: Task,
+    out: str | Path,
+    settings: TrainSettings,
+    data: str | Path | None,
+    from_store: bool,
+    say: Callable[[str], None],
+) -> tuple[Path, float, Any]:
+    """After the settings are checked, for every task kind: E707 unless exactly one of ``data``
+    and ``from_store``, E711 if ``out`` exists; then the training set, read from the file or
+    chosen from the store by the label policy and checked (a :class:`labels.TrainingSet` for
+    classify, an :class:`answers.AnswerSet` otherwise). Returns ``out`` as a path, the time
+    training started (for the card) and the set."""
+    if (data is None) == (not from_store):
+        raise fail(Errors.E707, got="both" if data is not None else "neither")
+    out = Path(out)
+    if out.exists():
+        raise fail(Errors.E711, path=out)
+    started = time.perf_counter()
+    classify = task.kind == "classify"
+    policy: Any = label_policy if classify else answer_policy
+    check = label_policy.check_training_set if classify else answer_policy.check_answers
+    what = "label" if classify else "answer"
+    if data is not None:
+        chosen = policy.from_file(task, data)
+    else:
+        chosen = policy.from_store(task, settings.labels, settings.min_llm_confidence)
+    check(chosen, task, settings.min_per_label)
+    say(f"{len(chosen)} examples from {chosen.origin}; {what} sources: {chosen.mix}")
+    return out, started, chosen
