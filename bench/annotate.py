@@ -13,17 +13,25 @@ Appends a dated table to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
-import platform
-import random
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    BANKING77,
+    NUSAX,
+    ROOT,
+    example_task_file,
+    machine_description,
+    read_csv,
+    shuffled,
+    table_head,
+    write_csv,
+)
 from sklearn.metrics import f1_score
 
 from stillhouse.annotate import annotate
@@ -32,8 +40,6 @@ from stillhouse.evaluate.calibration import expected_calibration_error
 from stillhouse.llm.backend import BackendSettings, open_backend
 from stillhouse.task import load_task
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
 # (label in the table, annotate method, label-scoring tolerance)
 VARIANTS = (
     ("score (tolerance 0.05, default)", "score", 0.05),
@@ -43,32 +49,19 @@ VARIANTS = (
 )
 
 
-def _write_sample(rows: list[dict[str, str]], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def datasets(workdir: Path, limit: int) -> dict[str, tuple[Path, Path]]:
     """name -> (task.toml, sample csv), both in ``workdir``."""
     out = {}
-    banking = _read_csv(DATASETS / "banking77" / "test.csv")
-    nusax = _read_csv(DATASETS / "nusax_senti" / "english" / "test.csv")
+    banking = read_csv(BANKING77 / "test.csv")
+    nusax = read_csv(NUSAX / "english" / "test.csv")
     for name, rows, example in (
         ("banking77", banking, "banking77"),
         ("nusax-en", nusax, "nusax-sentiment-en"),
     ):
-        random.Random(0).shuffle(rows)
         folder = workdir / name
         folder.mkdir(parents=True)
-        (folder / "task.toml").write_text((ROOT / "examples" / example / "task.toml").read_text())
-        _write_sample(rows[:limit], folder / "sample.csv")
+        (folder / "task.toml").write_text(example_task_file(example).read_text())
+        write_csv(folder / "sample.csv", shuffled(rows)[:limit])
         out[name] = (folder / "task.toml", folder / "sample.csv")
     return out
 
@@ -155,24 +148,24 @@ def run(limit: int, models: list[str]) -> str:
 
 
 def render(rows: list[dict], limit: int, models: list[str]) -> str:
-    machine = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        machine = f"{os.cpu_count()} cores, {cpu}"
-    except (OSError, StopIteration):
-        pass
+    machine = machine_description()
     lines = [
         f"## annotate: label scoring vs. generate-then-parse vs. constrained ({datetime.date.today()})",
         "",
         f"Machine: {machine}. Command: `.venv/bin/python bench/annotate.py --limit {limit} --models {','.join(models)}`.",
         f"{limit} test texts per dataset (shuffled, seed 0), zero-shot prompt from the example task.toml, llama.cpp threads = cores.",
         "",
-        "| model | dataset | method | examples/s | vs generate | accuracy (95% CI) | macro-F1 | invalid | ECE |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *table_head(
+            "model",
+            "dataset",
+            "method",
+            "examples/s",
+            "vs generate",
+            "accuracy (95% CI)",
+            "macro-F1",
+            "invalid",
+            "ECE",
+        ),
     ]
     for row in rows:
         generate = next(
@@ -194,10 +187,14 @@ def render(rows: list[dict], limit: int, models: list[str]) -> str:
         "Label scoring against the plain prompt-processing limit (new tokens decoded per example, at the measured rate):",
         "",
     ]
-    lines += [
-        "| model | dataset | method | prompt tokens/s (limit) | new tokens per example | share of limit |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines += table_head(
+        "model",
+        "dataset",
+        "method",
+        "prompt tokens/s (limit)",
+        "new tokens per example",
+        "share of limit",
+    )
     for row in rows:
         if row["share_of_limit"] is not None:
             lines.append(

@@ -2,9 +2,10 @@
 precision/recall per entity type, near duplicates at 100k texts.
 
 1. Label errors: banking77 train (10,003 texts, 77 intents), embedded once with all-MiniLM-L6-v2
-   (cached under ~/.cache/stillhouse/bench/). Noise injected with a fixed seed: uniform 5%, 10%,
-   20% (a flipped label goes to a random other label) and class-conditional 10% (a flipped label
-   goes to the label its class is most often confused with by a clean cross-validated model).
+   (cached under $STILLHOUSE_HOME/bench/, by default ~/.cache/stillhouse/bench/). Noise injected
+   with a fixed seed: uniform 5%, 10%, 20% (a flipped label goes to a random other label) and
+   class-conditional 10% (a flipped label goes to the label its class is most often confused
+   with by a clean cross-validated model).
    The audit's detector (the mean of K-fold logistic regression and leave-one-out kNN
    probabilities + cleanlab.filter.find_label_issues) and
    ``Datalab(...).find_issues(features=embeddings)`` (cleanlab's default run) see the same
@@ -24,7 +25,6 @@ Prints markdown tables; append them to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
@@ -33,35 +33,26 @@ import resource
 import time
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
+from _common import BANKING77, DATASETS, NUSAX, bench_cache_dir, cached_array, read_csv, table_head
 
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
-CACHE = Path.home() / ".cache" / "stillhouse" / "bench"
 SEED = 0
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def cached_embeddings(texts: list[str], name: str) -> np.ndarray:
-    """all-MiniLM-L6-v2 embeddings of ``texts``, cached by the texts' sha256."""
+    """all-MiniLM-L6-v2 embeddings of ``texts`` ((n, 384)), cached by the texts' sha256."""
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = CACHE / f"{name}-minilm-{digest}.npy"
-    if path.is_file():
-        return np.load(path)
-    from stillhouse.llm.fewshot import embed
 
-    started = time.perf_counter()
-    vectors = embed(texts)
-    print(f"embedded {len(texts)} texts in {time.perf_counter() - started:.0f} s")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    def embed_texts() -> np.ndarray:
+        from stillhouse.llm.fewshot import embed
+
+        started = time.perf_counter()
+        vectors = embed(texts)
+        print(f"embedded {len(texts)} texts in {time.perf_counter() - started:.0f} s")
+        return vectors
+
+    return cached_array(bench_cache_dir() / f"{name}-minilm-{digest}.npy", embed_texts)
 
 
 # 1. label errors ----------------------------------------------------------------------------
@@ -118,7 +109,7 @@ def bench_labels() -> list[str]:
         out_of_sample_probabilities,
     )
 
-    rows = read_csv(DATASETS / "banking77" / "train.csv")
+    rows = read_csv(BANKING77 / "train.csv")
     texts = [row["text"] for row in rows]
     names = sorted({row["category"] for row in rows})
     labels = np.array([names.index(row["category"]) for row in rows])
@@ -128,10 +119,16 @@ def bench_labels() -> list[str]:
     print(f"clean out-of-sample accuracy {np.mean(clean.argmax(1) == labels):.3f}")
     levels = [("uniform 5%", 0.05, None), ("uniform 10%", 0.10, None), ("uniform 20%", 0.20, None)]
     levels.append(("class-conditional 10%", 0.10, partner))
-    lines = [
-        "| noise | detector | flagged | precision | recall | F1 | F1 ratio vs Datalab | seconds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    lines = table_head(
+        "noise",
+        "detector",
+        "flagged",
+        "precision",
+        "recall",
+        "F1",
+        "F1 ratio vs Datalab",
+        "seconds",
+    )
     for level, rate, pairs in levels:
         rng = np.random.default_rng(SEED)
         noisy, truth = inject_noise(labels, rate, rng, pairs)
@@ -239,8 +236,13 @@ def bench_pii() -> list[str]:
     lines = [
         f"{len(examples)} texts in {seconds:.1f} s ({len(examples) / seconds:.0f} texts/s), score ≥ {SCORE_THRESHOLD}",
         "",
-        "| gold entity type | presidio type | gold spans | recall | presidio precision (that type) |",
-        "|---|---|---|---|---|",
+        *table_head(
+            "gold entity type",
+            "presidio type",
+            "gold spans",
+            "recall",
+            "presidio precision (that type)",
+        ),
     ]
     for kind, count in total.most_common():
         target = PII_TYPES.get(kind)
@@ -297,16 +299,10 @@ def bench_near(total: int = 100_000, planted: int = 5000, threshold: float = 0.8
     from stillhouse.audit.normalize import normalize_text
     from stillhouse.data.records import Example
 
-    texts = [
-        r["text"]
-        for split in ("train", "test")
-        for r in read_csv(DATASETS / "banking77" / f"{split}.csv")
-    ]
-    for language in sorted(p.name for p in (DATASETS / "nusax_senti").iterdir() if p.is_dir()):
+    texts = [r["text"] for split in ("train", "test") for r in read_csv(BANKING77 / f"{split}.csv")]
+    for language in sorted(p.name for p in NUSAX.iterdir() if p.is_dir()):
         for split in ("train", "valid", "test"):
-            texts += [
-                r["text"] for r in read_csv(DATASETS / "nusax_senti" / language / f"{split}.csv")
-            ]
+            texts += [r["text"] for r in read_csv(NUSAX / language / f"{split}.csv")]
     base = list(dict.fromkeys(texts))
     rng = random.Random(SEED)
     sources = rng.sample(range(len(base)), planted)
@@ -331,8 +327,15 @@ def bench_near(total: int = 100_000, planted: int = 5000, threshold: float = 0.8
     any_pair = sum(group_of.get(str(a), -1) == group_of.get(str(b), -2) for a, b in pairs)
     growth = max(peak, baseline) - rss_before
     return [
-        "| texts | planted pairs (Jaccard ≥ 0.8) | recall on those | recall on all planted | groups | seconds | peak RSS growth |",
-        "|---|---|---|---|---|---|---|",
+        *table_head(
+            "texts",
+            "planted pairs (Jaccard ≥ 0.8)",
+            "recall on those",
+            "recall on all planted",
+            "groups",
+            "seconds",
+            "peak RSS growth",
+        ),
         f"| {len(corpus):,} | {len(above):,} of {planted:,} | {together / len(above):.3f} | "
         f"{any_pair / planted:.3f} | {len(groups):,} | {seconds:.1f} | {growth / 1024:.0f} MB |",
     ]

@@ -33,11 +33,9 @@ skips the LLM and a killed run resumes. Run with `nice -n 10`; prints a markdown
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -46,56 +44,49 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    BANKING77,
+    bench_cache_dir,
+    cached_array,
+    classification_scores,
+    example_task_file,
+    first_per_label,
+    read_csv,
+    score_cells,
+    shuffled,
+    table_head,
+    write_csv,
+)
 
 from stillhouse.annotate import annotate
 from stillhouse.data.store import Store
 from stillhouse.evaluate.calibration import apply_temperature
-from stillhouse.llm.models import cache_dir
 from stillhouse.provenance import file_sha256
 from stillhouse.task import Task, load_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.labels import from_file, from_store
-from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
+from stillhouse.train.recipes.parts.onnx_encoder import OnnxSentenceEncoder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import scores
-
-ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets" / "banking77"
 MODEL = "qwen2.5-0.5b"
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "text", "category"])
-        writer.writeheader()
-        writer.writerows(rows)
+COLUMNS = ["id", "text", "category"]
 
 
 def train_sample(per_class: int, max_texts: int | None) -> list[dict[str, str]]:
     """``per_class`` rows per intent of banking77 train after a seed-0 shuffle (bench/train.py's
     banking77-10shot rule), each with a stable id (its row in train.csv)."""
-    rows = [row | {"id": f"train-{i}"} for i, row in enumerate(read_rows(DATASETS / "train.csv"))]
-    random.Random(0).shuffle(rows)
-    taken: dict[str, int] = {}
-    sample = []
-    for row in rows:
-        if taken.get(row["category"], 0) < per_class:
-            taken[row["category"]] = taken.get(row["category"], 0) + 1
-            sample.append({"id": row["id"], "text": row["text"], "category": row["category"]})
+    rows = [row | {"id": f"train-{i}"} for i, row in enumerate(read_csv(BANKING77 / "train.csv"))]
+    kept = first_per_label(shuffled(rows), per_class, label_of=lambda row: row["category"])
+    sample = [{"id": r["id"], "text": r["text"], "category": r["category"]} for r in kept]
     return sample[:max_texts] if max_texts else sample
 
 
 def test_sample(limit: int) -> list[dict[str, str]]:
     """bench/annotate.py's sample: banking77 test shuffled with seed 0, the first ``limit``."""
-    rows = [row | {"id": f"test-{i}"} for i, row in enumerate(read_rows(DATASETS / "test.csv"))]
-    random.Random(0).shuffle(rows)
-    return [{"id": r["id"], "text": r["text"], "category": r["category"]} for r in rows[:limit]]
+    rows = [row | {"id": f"test-{i}"} for i, row in enumerate(read_csv(BANKING77 / "test.csv"))]
+    return [
+        {"id": r["id"], "text": r["text"], "category": r["category"]}
+        for r in shuffled(rows)[:limit]
+    ]
 
 
 def seeded(rows: list[dict[str, str]], per_class: int) -> list[dict[str, str]]:
@@ -111,11 +102,11 @@ def seeded(rows: list[dict[str, str]], per_class: int) -> list[dict[str, str]]:
 def workspace(name: str, rows: list[dict[str, str]]) -> tuple[Task, Path]:
     """A cached workspace (task.toml + sample.csv + store) for these exact rows."""
     key = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache_dir() / "bench" / f"distill-{name}-{key}"
+    folder = bench_cache_dir() / f"distill-{name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "examples" / "banking77" / "task.toml", folder / "task.toml")
+    shutil.copyfile(example_task_file("banking77"), folder / "task.toml")
     if not (folder / "sample.csv").is_file():
-        write_rows(folder / "sample.csv", rows)
+        write_csv(folder / "sample.csv", rows, COLUMNS)
     return load_task(folder / "task.toml"), folder / "sample.csv"
 
 
@@ -173,13 +164,10 @@ def llm_answers(task: Task, annotator: str) -> dict[str, tuple[str, dict[str, fl
 def test_embeddings(texts: list[str], onnx_path: Path, tokenizer: Path, threads: int) -> np.ndarray:
     """Embeddings of the test texts by the int8 encoder every `encoder` model ships (cached)."""
     key = hashlib.sha256((file_sha256(onnx_path) + json.dumps(texts)).encode()).hexdigest()[:16]
-    path = cache_dir() / "bench" / f"banking77-test-onnx-int8-{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    vectors = OnnxSentenceEncoder(onnx_path, tokenizer, threads).embed(texts, batch_size=64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    return cached_array(
+        bench_cache_dir() / f"banking77-test-onnx-int8-{key}.npy",
+        lambda: OnnxSentenceEncoder(onnx_path, tokenizer, threads).embed(texts, batch_size=64),
+    )
 
 
 def print_row(
@@ -192,11 +180,9 @@ def print_row(
     share: float | None,
     note: str,
 ) -> None:
-    a, f = measured["accuracy"], measured["macro_f1"]
     print(
-        f"| {labels} | {system} | {n} | {agreement} | {evaluated} "
-        f"| {a.estimate:.3f} ({a.low:.3f}–{a.high:.3f}) | {f.estimate:.3f} ({f.low:.3f}–{f.high:.3f}) "
-        f"| {measured['ece']:.3f} | {'–' if share is None else f'{share:.2f}'} | {note} |",
+        f"| {labels} | {system} | {n} | {agreement} | {evaluated} | {score_cells(measured)} "
+        f"| {'–' if share is None else f'{share:.2f}'} | {note} |",
         flush=True,
     )
 
@@ -222,7 +208,7 @@ def main() -> None:
     workspace_rows = seeded(sample_rows, args.seed_per_class) if prefix else sample_rows
     task, sample = workspace(f"{prefix}train{args.per_class}", workspace_rows)
     gold_file = sample.parent / "gold.csv"
-    write_rows(gold_file, sample_rows)
+    write_csv(gold_file, sample_rows, COLUMNS)
     student_run = label_with_llm(task, sample, args.threads, args.shots)
     llm = llm_answers(task, student_run["annotator"])
     gold_of = {row["id"]: row["category"] for row in sample_rows}
@@ -231,7 +217,7 @@ def main() -> None:
     thresholds = [float(np.quantile(confidences, q)) for q in (0.5, 0.75)]
 
     columns = {label: i for i, label in enumerate(task.label_names)}
-    test_rows = read_rows(DATASETS / "test.csv")
+    test_rows = read_csv(BANKING77 / "test.csv")
     test_texts = [row["text"] for row in test_rows]
     gold = np.array([columns[row["category"]] for row in test_rows])
 
@@ -243,10 +229,21 @@ def main() -> None:
         flush=True,
     )
     print(
-        "| training labels | system | train texts | labels = gold | evaluated on | accuracy (95% CI) "
-        "| macro-F1 (95% CI) | ECE | accuracy / gold-label student | note |"
+        *table_head(
+            "training labels",
+            "system",
+            "train texts",
+            "labels = gold",
+            "evaluated on",
+            "accuracy (95% CI)",
+            "macro-F1 (95% CI)",
+            "ECE",
+            "accuracy / gold-label student",
+            "note",
+        ),
+        sep="\n",
+        flush=True,
     )
-    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     # gold first, so every LLM-label row can be printed with its share as soon as it is done
     sources: list[tuple[str, str, float]] = [("gold labels (same texts)", "gold", 0.0)]
     sources.append(("LLM labels (all)", "llm", 0.0))
@@ -303,7 +300,7 @@ def main() -> None:
                     probs = apply_temperature(head.logits(test_vectors), model.temperature)
                 else:
                     probs = model.probabilities(test_texts)
-            measured = scores(probs, gold)
+            measured = classification_scores(probs, gold)
             if policy == "gold":
                 gold_accuracy[recipe] = measured["accuracy"].estimate
             print_row(
@@ -335,7 +332,9 @@ def main() -> None:
                 for r in teacher_rows
             ]
         )
-        measured = scores(probs, np.array([columns[r["category"]] for r in teacher_rows]))
+        measured = classification_scores(
+            probs, np.array([columns[r["category"]] for r in teacher_rows])
+        )
         rate = teacher_run["annotated"] / teacher_run["seconds"] if teacher_run["seconds"] else 0
         print_row(
             f"— (the teacher: {MODEL}, label scoring"

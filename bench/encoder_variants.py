@@ -22,27 +22,26 @@ Prints a markdown table; run alone (`OMP_NUM_THREADS=2`), absolute speeds are no
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import random
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    BANKING77,
+    BATCH,
+    batched_pass_seconds,
+    bench_cache_dir,
+    first_per_label,
+    read_csv,
+    shuffled,
+    table_head,
+)
 
 from stillhouse.train.export import base_model_path, export_onnx, exported_encoder
 from stillhouse.train.head import fit_head
-from stillhouse.train.onnx_encoder import OnnxSentenceEncoder
-
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "banking77"
-BATCH = 64
-
-
-def read(split: str) -> list[dict[str, str]]:
-    with (DATASET / f"{split}.csv").open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+from stillhouse.train.recipes.parts.onnx_encoder import OnnxSentenceEncoder
 
 
 def fused_int8(folder: Path) -> Path:
@@ -98,8 +97,7 @@ def static_int8(folder: Path, quant_format: str) -> Path:
 
     tokenizer = Tokenizer.from_file(str(base_model_path() / "tokenizer.json"))
     tokenizer.no_padding()
-    texts = [row["text"] for row in read("train")]
-    random.Random(0).shuffle(texts)
+    texts = shuffled(row["text"] for row in read_csv(BANKING77 / "train.csv"))
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -132,14 +130,8 @@ def static_int8(folder: Path, quant_format: str) -> Path:
 
 
 def throughput(predict: Callable[[Sequence[str]], object], texts: list[str], repeats: int) -> float:
-    predict(texts[:BATCH])
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for offset in range(0, len(texts), BATCH):
-            predict(texts[offset : offset + BATCH])
-        best = min(best, time.perf_counter() - started)
-    return len(texts) / best
+    """Texts per second of ``predict`` over ``texts``, 64 per call: the fastest of ``repeats``."""
+    return len(texts) / batched_pass_seconds(predict, texts, repeats)
 
 
 def main() -> None:
@@ -149,11 +141,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from stillhouse.llm.models import cache_dir
-
-    folder = cache_dir() / "bench" / "encoder-variants"
+    folder = bench_cache_dir() / "encoder-variants"
     folder.mkdir(parents=True, exist_ok=True)
-    texts = [row["text"] for row in read("test")][: args.texts]
+    texts = [row["text"] for row in read_csv(BANKING77 / "test.csv")][: args.texts]
     tokenizer = base_model_path() / "tokenizer.json"
 
     def encoder(path: Path) -> OnnxSentenceEncoder:
@@ -171,8 +161,10 @@ def main() -> None:
         f"\n{len(texts)} banking77 test texts, {BATCH} per call, best of {args.repeats}, "
         f"{args.threads} threads\n"
     )
-    print("| variant | texts/s (batch 64) | cosine to fp32 batch-1: min | mean |")
-    print("|---|---|---|---|")
+    print(
+        *table_head("variant", "texts/s (batch 64)", "cosine to fp32 batch-1: min", "mean"),
+        sep="\n",
+    )
     for name, path in graphs.items():
         model = encoder(path)
         cosine = (model.embed(texts[:500], batch_size=BATCH) * reference).sum(axis=1)
@@ -180,12 +172,15 @@ def main() -> None:
         print(f"| {name} | {speed:.0f} | {cosine.min():.3f} | {cosine.mean():.3f} |", flush=True)
 
     shipped = encoder(exported_encoder("int8"))
-    few: dict[str, list[str]] = {}
-    for row in read("train"):
-        if len(few.setdefault(row["category"], [])) < 10:
-            few[row["category"]].append(row["text"])
-    labels = sorted(few)
-    rows = [(text, index) for index, label in enumerate(labels) for text in few[label]]
+    # the first 10 train texts of each intent in file order (not the seed-0 shuffle)
+    few = first_per_label(read_csv(BANKING77 / "train.csv"), 10, lambda row: row["category"])
+    labels = sorted({row["category"] for row in few})
+    rows = [
+        (row["text"], index)
+        for index, label in enumerate(labels)
+        for row in few
+        if row["category"] == label
+    ]
     features = shipped.embed([text for text, _ in rows])
     y = np.array([index for _, index in rows])
     head = fit_head(features, y, len(labels), np.ones(len(y)), c=10.0, max_iter=2000)

@@ -27,21 +27,21 @@ Prints a markdown table to paste into bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import BANKING77, example_task_file, machine_description, read_csv, table_head
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
+from stillhouse.data.io import write_jsonl
 from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.efficiency import EfficiencySettings
 from stillhouse.evaluate.report import write_report
@@ -50,8 +50,6 @@ from stillhouse.evaluate.run import evaluate
 from stillhouse.predictors import PredictionsFile
 from stillhouse.task import load_task
 
-ROOT = Path(__file__).resolve().parents[1]
-BANKING = ROOT.parent / "shared" / "datasets" / "banking77"
 TARGET = 0.9
 SYSTEMS = {
     "word-1gram-quarter": (dict(sublinear_tf=True), 4),
@@ -60,23 +58,13 @@ SYSTEMS = {
 }
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 def prepare(folder: Path) -> tuple[Path, Path, dict[str, Path]]:
     """task.toml, test.jsonl (with a length slice) and one predictions file per system."""
-    task_text = (ROOT / "examples" / "banking77" / "task.toml").read_text(encoding="utf-8")
+    task_text = example_task_file("banking77").read_text(encoding="utf-8")
     task_path = folder / "task.toml"
     task_path.write_text(task_text.replace("[input]\n", '[input]\nmeta = ["length"]\n'), "utf-8")
     labels = load_task(task_path).label_names
-    train, test = read_csv(BANKING / "train.csv"), read_csv(BANKING / "test.csv")
+    train, test = read_csv(BANKING77 / "train.csv"), read_csv(BANKING77 / "test.csv")
     rows = [
         {
             "id": f"t{i:04d}",
@@ -90,7 +78,8 @@ def prepare(folder: Path) -> tuple[Path, Path, dict[str, Path]]:
         }
         for i, row in enumerate(test)
     ]
-    test_path = write_jsonl(folder / "test.jsonl", rows)
+    test_path = folder / "test.jsonl"
+    write_jsonl(test_path, rows)
     files = {}
     for name, (options, step) in SYSTEMS.items():
         subset = train[::step]  # the file is sorted by label: every k-th row keeps all 77
@@ -109,7 +98,8 @@ def prepare(folder: Path) -> tuple[Path, Path, dict[str, Path]]:
                     "probs": dict(zip(labels, np.round(p, 9).tolist(), strict=True)),
                 }
             )
-        files[name] = write_jsonl(folder / f"{name}.jsonl", predictions)
+        files[name] = folder / f"{name}.jsonl"
+        write_jsonl(files[name], predictions)
     return task_path, test_path, files
 
 
@@ -216,8 +206,8 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--naive-resamples", type=int, default=1000)
     args = parser.parse_args()
-    if not (BANKING / "test.csv").is_file():
-        raise SystemExit(f"banking77 is not in {BANKING}")
+    if not (BANKING77 / "test.csv").is_file():
+        raise SystemExit(f"banking77 is not in {BANKING77}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         task_path, test_path, files = prepare(folder)
@@ -227,17 +217,10 @@ def main() -> None:
         naive_seconds, bounds = naive(results, files, labels, args.naive_resamples)
         difference = agreement(results, bounds) if args.naive_resamples == args.resamples else None
         report_kb = (folder / "out" / "report.html").stat().st_size / 1000
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-        platform.processor(),
-    )
     naive_full = naive_seconds * args.resamples / args.naive_resamples
-    print(f"Machine: {os.cpu_count()} cores, {cpu}. Python {platform.python_version()}.")
+    print(f"Machine: {machine_description()}. Python {platform.python_version()}.")
     print()
-    print("| what | systems × items × resamples | seconds | vs naive loop |")
-    print("|---|---|---|---|")
+    print(*table_head("what", "systems × items × resamples", "seconds", "vs naive loop"), sep="\n")
     n = results.data["n_items"]
     print(
         f"| stillhouse evaluate (all inference-free families + results.json + report.html) | 3 × {n} × {args.resamples} | {seconds:.2f} | {naive_full / seconds:.1f}× faster |"

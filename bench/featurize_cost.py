@@ -7,7 +7,7 @@ banking77 and NusaX (English, Javanese; cycled to --texts), 64 texts per call, t
 - Python's ``str.lower().split()`` (a floor for any Python-level word featurizer);
 - scikit-learn's word (1–2-gram) and char_wb (2–5-gram) analyzers alone, and the whole
   ``TfidfVectorizer.transform`` of each (fitted on the train split, the recipe's settings);
-- :class:`stillhouse.train.linear.Tfidf` (the recipe's prediction path) for word unigrams
+- :class:`stillhouse.train.recipes.linear.Tfidf` (the recipe's prediction path) for word unigrams
   (`linear words`), word 1–2-grams and char_wb 2–5-grams (the default `linear`);
 - spaCy's tokenizer alone (``spacy.blank("en")``, ``nlp.pipe``);
 - a subword prototype: the `tokenizers` WordPiece of all-MiniLM-L6-v2 (Rust, batch encoding),
@@ -20,34 +20,15 @@ Prints a markdown table. Run alone (`OMP_NUM_THREADS=2`).
 from __future__ import annotations
 
 import argparse
-import csv
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _common import BATCH, batched_pass_seconds, classification_splits, table_head
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-BATCH = 64
 BIGRAM_BUCKETS = 1 << 18
-
-
-def read(path: Path, label: str) -> list[tuple[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [(row["text"], row[label]) for row in csv.DictReader(handle)]
-
-
-def splits() -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
-    found = {
-        "banking77": tuple(
-            read(DATASETS / "banking77" / f"{split}.csv", "category") for split in ("train", "test")
-        )
-    }
-    for name, language in (("nusax-en", "english"), ("nusax-jav", "javanese")):
-        folder = DATASETS / "nusax_senti" / language
-        found[name] = tuple(read(folder / f"{split}.csv", "label") for split in ("train", "test"))
-    return found  # type: ignore[return-value]
+DATASET_NAMES = ("banking77", "nusax-en", "nusax-jav")
 
 
 class Subwords:
@@ -82,14 +63,9 @@ class Subwords:
 def per_text_us(
     featurize: Callable[[Sequence[str]], object], texts: list[str], repeats: int
 ) -> float:
-    featurize(texts[:BATCH])
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for offset in range(0, len(texts), BATCH):
-            featurize(texts[offset : offset + BATCH])
-        best = min(best, time.perf_counter() - started)
-    return best / len(texts) * 1e6
+    """Microseconds per text of ``featurize`` over ``texts``, 64 per call: the fastest of
+    ``repeats``."""
+    return batched_pass_seconds(featurize, texts, repeats) / len(texts) * 1e6
 
 
 def featurizers(
@@ -99,7 +75,7 @@ def featurizers(
     from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from stillhouse.train.linear import Tfidf
+    from stillhouse.train.recipes.linear import Tfidf
 
     train_texts = [text for text, _ in train]
     common = {"sublinear_tf": True, "dtype": np.float32}
@@ -140,9 +116,11 @@ def main() -> None:
 
     nlp = spacy.blank("en")
     subwords = Subwords()
-    print("| dataset | words/text | featurizer | µs per text (batch 64) | note |")
-    print("|---|---|---|---|---|")
-    for name, (train, test) in splits().items():
+    print(
+        *table_head("dataset", "words/text", "featurizer", "µs per text (batch 64)", "note"),
+        sep="\n",
+    )
+    for name, (train, test) in classification_splits(DATASET_NAMES).items():
         texts = [test[i % len(test)][0] for i in range(args.texts)]
         mean_words = np.mean([len(text.split()) for text in texts])
         for featurizer, featurize, note in featurizers(train, test, nlp, subwords):

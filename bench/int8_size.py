@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from _common import table_head
 from onnx import numpy_helper
 
 from stillhouse.train.export import base_model_path, exported_encoder
@@ -51,8 +52,7 @@ def main() -> None:
     tokenizer = (base_model_path() / "tokenizer.json").stat().st_size
     rows = {"fp32": breakdown(fp32), "int8": breakdown(int8)}
     kinds = sorted({kind for parts in rows.values() for kind in parts if kind != "file"})
-    print("| part | fp32 MB | int8 MB |")
-    print("|---|---|---|")
+    print(*table_head("part", "fp32 MB", "int8 MB"), sep="\n")
     for kind in kinds:
         print(
             f"| {kind} | {rows['fp32'].get(kind, 0) / 1e6:.3f} | {rows['int8'].get(kind, 0) / 1e6:.3f} |"

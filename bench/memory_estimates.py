@@ -16,13 +16,12 @@ Prints a markdown table. Run alone: `OMP_NUM_THREADS=2 .venv/bin/python bench/me
 from __future__ import annotations
 
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "train"))
+from _common import add_test_helpers_to_path, table_head
 
+add_test_helpers_to_path()
 from structured_data import presidio_spans, task_text  # noqa: E402
 from train_data import NUSAX_TASK, nusax_train, write_task  # noqa: E402
 
@@ -63,8 +62,9 @@ def main() -> None:
     import spacy  # noqa: F401
     import torch  # noqa: F401
 
-    print("| recipe | data | estimate (E710) | measured peak above the start |")
-    print("|---|---|---|---|")
+    print(
+        *table_head("recipe", "data", "estimate (E710)", "measured peak above the start"), sep="\n"
+    )
     small = {"latency_texts": 5, "throughput_texts": 20}
     measure(
         "spacy-ner, 3 epochs",

@@ -22,18 +22,15 @@ Run alone: `OMP_NUM_THREADS=2 .venv/bin/python bench/span_confidence.py`.
 
 from __future__ import annotations
 
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _common import add_test_helpers_to_path, fastest_seconds, table_head
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit, softmax
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "train"))
-
+add_test_helpers_to_path()
 from structured_data import (  # noqa: E402
     WNUT17_TYPES,
     presidio_spans,
@@ -50,7 +47,7 @@ from stillhouse.evaluate.calibration import (  # noqa: E402
 )
 from stillhouse.task import load_task  # noqa: E402
 from stillhouse.train import TrainSettings, load_model, train  # noqa: E402
-from stillhouse.train.span_confidence import (  # noqa: E402
+from stillhouse.train.recipes.parts.span_confidence import (  # noqa: E402
     BEAM_DENSITY,
     BEAM_WIDTH,
     CLIP,
@@ -69,12 +66,8 @@ def ece(confidence: np.ndarray, right: np.ndarray) -> float:
 
 
 def best_rate(call, texts: list[str]) -> float:
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        call(texts)
-        best = min(best, time.perf_counter() - started)
-    return len(texts) / best
+    """Texts per second of one ``call(texts)`` (all texts at once): the fastest of 3."""
+    return len(texts) / fastest_seconds(lambda: call(texts), 3)
 
 
 def beam_items(nlp, texts: list[str], gold: list[set], types: set[str]) -> list[dict]:
@@ -230,18 +223,31 @@ def main() -> None:
     ]
     results = [run(*dataset) for dataset in datasets]
     print(
-        "| dataset | held out (card): strict F1 (95% CI), spans right, ECE before → after | test | strict F1 greedy / beam | texts/s greedy / beam | ECE beam marginal "
-        "| ECE Platt (card's fit) |"
+        *table_head(
+            "dataset",
+            "held out (card): strict F1 (95% CI), spans right, ECE before → after",
+            "test",
+            "strict F1 greedy / beam",
+            "texts/s greedy / beam",
+            "ECE beam marginal",
+            "ECE Platt (card's fit)",
+        ),
+        sep="\n",
     )
-    print("|---|---|---|---|---|---|---|")
     for summary, _ in results:
         print(summary)
     print()
     print(
-        "| split | spans fit / scored | ECE marginal | temperature on parse scores "
-        "| temperature on log-odds | Platt |"
+        *table_head(
+            "split",
+            "spans fit / scored",
+            "ECE marginal",
+            "temperature on parse scores",
+            "temperature on log-odds",
+            "Platt",
+        ),
+        sep="\n",
     )
-    print("|---|---|---|---|---|---|")
     for _, splits in results:
         print("\n".join(splits))
 

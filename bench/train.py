@@ -34,8 +34,6 @@ accuracy gap whose CIs overlap is a real one.
 from __future__ import annotations
 
 import argparse
-import csv
-import functools
 import os
 import random
 import shutil
@@ -48,76 +46,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    Rows,
+    classification_scores,
+    classification_splits,
+    example_task_file,
+    score_cells,
+    table_head,
+)
 
 from stillhouse.data.io import write_jsonl
-from stillhouse.evaluate.bootstrap import (
-    bootstrap_interval,
-    macro_f1_per_resample,
-    resample_indices,
-)
-from stillhouse.evaluate.calibration import expected_calibration_error
+from stillhouse.evaluate.bootstrap import resample_indices
 from stillhouse.evaluate.paired import mcnemar_exact, paired_bootstrap
 from stillhouse.task import Task, parse_task
 from stillhouse.train import TrainSettings, load_model, train
 from stillhouse.train.measure import measure_speed
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-Rows = list[tuple[str, str]]
-
-
-def read(path: Path, text: str, label: str) -> Rows:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return [(row[text], row[label]) for row in csv.DictReader(handle)]
-
-
-def datasets(names: Sequence[str]) -> dict[str, tuple[Rows, Rows]]:
-    found: dict[str, tuple[Rows, Rows]] = {}
-    b77 = DATASETS / "banking77"
-    for name in names:
-        if name == "banking77-10shot":
-            train_rows = read(b77 / "train.csv", "text", "category")
-            random.Random(0).shuffle(train_rows)
-            per_label: dict[str, int] = {}
-            few = []
-            for text, label in train_rows:
-                if per_label.get(label, 0) < 10:
-                    per_label[label] = per_label.get(label, 0) + 1
-                    few.append((text, label))
-            found[name] = (few, read(b77 / "test.csv", "text", "category"))
-        elif name == "banking77":
-            found[name] = (
-                read(b77 / "train.csv", "text", "category"),
-                read(b77 / "test.csv", "text", "category"),
-            )
-        elif name.startswith("nusax-"):
-            language = {"en": "english", "jav": "javanese", "bug": "buginese"}[name.split("-")[1]]
-            folder = DATASETS / "nusax_senti" / language
-            found[name] = (
-                read(folder / "train.csv", "text", "label"),
-                read(folder / "test.csv", "text", "label"),
-            )
-    return found
-
-
-def scores(probs: np.ndarray, gold: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    predicted = probs.argmax(axis=1)
-    indices = resample_indices(len(gold), 1000, seed)
-    k = probs.shape[1]
-    accuracy = bootstrap_interval((predicted == gold).astype(float), indices)
-    macro = bootstrap_interval(
-        functools.partial(macro_f1_per_resample, gold, predicted, n_labels=k), indices
-    )
-    ece = expected_calibration_error(probs.max(axis=1), predicted == gold, bins=10, scheme="mass")
-    return {"accuracy": accuracy, "macro_f1": macro, "ece": ece, "correct": predicted == gold}
-
 
 def print_paired(correct: dict[tuple[str, str], np.ndarray], peers: list[str]) -> None:
     """Accuracy of each system minus each peer's on the same dataset's test texts."""
+    print()
     print(
-        "\n| dataset | system | peer | Δ accuracy, points (95% CI) | p (paired bootstrap) "
-        "| p (McNemar exact) | only system right / only peer right |"
+        *table_head(
+            "dataset",
+            "system",
+            "peer",
+            "Δ accuracy, points (95% CI)",
+            "p (paired bootstrap)",
+            "p (McNemar exact)",
+            "only system right / only peer right",
+        ),
+        sep="\n",
     )
-    print("|---|---|---|---|---|---|---|")
     for (dataset, peer), peer_correct in correct.items():
         if peer not in peers:
             continue
@@ -177,7 +137,7 @@ EXAMPLE_TASKS = {"banking77": "banking77", "nusax": "nusax-sentiment-en"}
 def example_task(args: argparse.Namespace, labels: list[str], work: Path, model: str) -> Task:
     """The dataset's task from examples/ (its prompt, for the LLM systems) with ``model``."""
     folder = EXAMPLE_TASKS[args.dataset.split("-")[0]]
-    path = Path(__file__).resolve().parents[1] / "examples" / folder / "task.toml"
+    path = example_task_file(folder)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     data["llm"] = data.get("llm", {}) | {"model": model, "threads": args.threads}
     task = parse_task(data, work / "task.toml")
@@ -389,11 +349,23 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     print(
-        "| dataset | system | accuracy (95% CI) | macro-F1 (95% CI) | ECE | train s | size MB | texts/s (batch 64) | texts/s (batch 1) | p95 ms (batch 1) | note |"
+        *table_head(
+            "dataset",
+            "system",
+            "accuracy (95% CI)",
+            "macro-F1 (95% CI)",
+            "ECE",
+            "train s",
+            "size MB",
+            "texts/s (batch 64)",
+            "texts/s (batch 1)",
+            "p95 ms (batch 1)",
+            "note",
+        ),
+        sep="\n",
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
     correct: dict[tuple[str, str], np.ndarray] = {}
-    for name, (train_rows, test_rows) in datasets(args.datasets.split(",")).items():
+    for name, (train_rows, test_rows) in classification_splits(args.datasets.split(",")).items():
         labels = sorted({y for _, y in train_rows})
         column = {label: i for i, label in enumerate(labels)}
         texts = [t for t, _ in test_rows]
@@ -405,15 +377,13 @@ def main() -> None:
                 started = time.perf_counter()
                 probabilities, size, note = SYSTEMS[system](train_rows, labels, work, args)
                 train_seconds = time.perf_counter() - started
-                measured = scores(probabilities(texts), gold)
+                measured = classification_scores(probabilities(texts), gold)
                 speed = best_speed(probabilities, texts, args)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-            a, f = measured["accuracy"], measured["macro_f1"]
             correct[name, system] = measured["correct"]
             print(
-                f"| {name} | {system} | {a.estimate:.3f} ({a.low:.3f}–{a.high:.3f}) | {f.estimate:.3f} ({f.low:.3f}–{f.high:.3f}) "
-                f"| {measured['ece']:.3f} | {train_seconds:.0f} | {size / 1e6:.1f} | {speed['throughput_per_s']:.0f} "
+                f"| {name} | {system} | {score_cells(measured)} | {train_seconds:.0f} | {size / 1e6:.1f} | {speed['throughput_per_s']:.0f} "
                 f"| {1000 / speed['latency_ms_batch1']['median']:.0f} "
                 f"| {speed['latency_ms_batch1']['p95']:.1f} | {note} |",
                 flush=True,
