@@ -21,6 +21,7 @@ import pytest
 from stillhouse.annotate import annotate, annotator_id, backend_settings
 from stillhouse.data.records import Annotation, Example, Kind, Span
 from stillhouse.data.store import Store
+from stillhouse.export import export
 from stillhouse.llm.backend import Backend, open_backend
 from stillhouse.task import Task, load_task
 
@@ -282,11 +283,20 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_labels_as_an_uninterrupte
         ).fetchone()
     db.close()
     assert kept % 4 == 0 and 8 <= kept < 40  # whole batches of 4, and the run was cut short
+    with Store(killed.store_path) as store:
+        [cut] = store.runs()
+    assert cut.status == "running" and cut.stats is not None and cut.stats["pid"] == process.pid
 
     result = run_cli(killed.folder, *killed.annotate_args("--json"), timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["resumed"], summary["annotated"]) == (kept, 40 - kept)
+    with Store(killed.store_path) as store:
+        interrupted, resumed = store.runs()
+    # The next run saw that the killed run's process is gone.
+    assert (interrupted.id, interrupted.status) == (cut.id, "interrupted")
+    assert interrupted.finished_at is not None and interrupted.finished_at >= cut.started_at
+    assert (resumed.id, resumed.status) == (summary["run_id"], "finished")
 
     whole = make_workspace(tmp_path / "uninterrupted", rows)
     annotate(whole.task, whole.input, backend=backend)
@@ -302,6 +312,87 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_labels_as_an_uninterrupte
             largest_difference = max(largest_difference, abs(other.probs[label] - p))
     print(f"killed at {kept} of 40; largest probability difference {largest_difference:.3g}")
     assert largest_difference < 1e-6
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_keeps_the_committed_batch(
+    tmp_path: Path,
+    make_workspace: Callable[..., Workspace],
+    nusax_rows: list[dict[str, Any]],
+    backend: Backend,
+) -> None:
+    workspace = make_workspace(tmp_path, nusax_rows[:8])
+
+    def press_ctrl_c(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        annotate(workspace.task, workspace.input, backend=backend, progress=press_ctrl_c)
+    with Store(workspace.store_path) as store:
+        [stopped] = store.runs()
+    assert stopped.status == "interrupted" and stopped.finished_at is not None
+    assert len(llm_annotations(workspace)) == 4  # the first batch of 4 was committed
+
+    resumed = annotate(workspace.task, workspace.input, backend=backend)
+    assert (resumed.resumed, resumed.annotated) == (4, 4)
+
+
+# a store that stays true to its data -------------------------------------------------------------
+
+
+def test_a_changed_text_under_a_known_id_is_E207_and_changes_nothing(
+    annotated: tuple[Workspace, dict[str, Any]],
+    nusax_rows: list[dict[str, Any]],
+    write_rows: Callable[..., Path],
+    run_cli: CLI,
+    tmp_path: Path,
+) -> None:
+    workspace, _ = annotated
+    rows = [dict(row) for row in nusax_rows[:8]]
+    rows[3]["text"] = rows[3]["text"] + " Edited afterwards."
+    edited = write_rows(tmp_path / "edited.csv", rows)
+    with sqlite3.connect(workspace.store_path) as db:
+        before = db.execute("SELECT * FROM examples ORDER BY rowid").fetchall()
+        runs_before = db.execute("SELECT COUNT(*) FROM runs").fetchone()
+    db.close()
+
+    result = run_cli(
+        workspace.folder,
+        *("annotate", "--task", str(workspace.task_path), "--input", str(edited)),
+    )
+
+    assert_clean_error(result, f"id '{rows[3]['id']}'", "Edited afterwards", "[E207]")
+    with sqlite3.connect(workspace.store_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert db.execute("SELECT * FROM examples ORDER BY rowid").fetchall() == before
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == runs_before
+    db.close()
+
+
+def test_a_changed_gold_label_in_the_data_file_is_what_export_writes(
+    tmp_path: Path,
+    make_workspace: Callable[..., Workspace],
+    nusax_rows: list[dict[str, Any]],
+    write_rows: Callable[..., Path],
+    backend: Backend,
+) -> None:
+    rows = [dict(row) for row in nusax_rows[:4]]
+    workspace = make_workspace(tmp_path, rows)
+    annotate(workspace.task, workspace.input, backend=backend)
+    old = rows[0]["label"]
+    rows[0]["label"] = next(label for label in sorted(SENTIMENT_LABELS) if label != old)
+    write_rows(workspace.input, rows)
+
+    again = annotate(workspace.task, workspace.input, backend=backend)
+    export(workspace.task, tmp_path / "gold.jsonl", annotator="gold")
+
+    assert (again.resumed, again.annotated) == (4, 0)
+    assert stored_examples(workspace)[rows[0]["id"]].gold == rows[0]["label"]
+    first = _read_jsonl(tmp_path / "gold.jsonl")[0]
+    assert (first["meta"]["id"], first["text"], first["label"]) == (
+        rows[0]["id"],
+        rows[0]["text"],
+        rows[0]["label"],
+    )
 
 
 # bad input -------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from stillhouse.evaluate.intervals import wilson_interval
 from stillhouse.llm.answer import METHODS, LLMAnswer, Method, answer_many, content_free_probs
 from stillhouse.llm.backend import Backend, BackendSettings, open_backend
 from stillhouse.llm.prompts import PROMPT_VERSION, ChatPrompt, build_prompt, prompt_fingerprint
+from stillhouse.output_guard import Output, check_outputs
 from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
 
@@ -138,13 +139,17 @@ def annotate(
     model_spec = model or task.llm.model
     if shots and not any(e.gold is not None for e in report.examples):
         raise fail(Errors.E402, shots=shots, path=input_path)
-    own_backend = backend is None
-    backend = backend or open_backend(model_spec, backend_settings(task, threads=threads))
-    try:
-        if method == "score" and not backend.can_score and task.kind != "spans":
-            method = "constrained"  # a remote server gives no label likelihoods
-        annotator = annotator_id(model_spec, task, method, shots)
-        with Store(task.store_path) as store:
+    # the store is this command's output: writable, with room, before the model loads
+    check_outputs([Output("the store of --task", task.store_path)], [])
+    with Store.for_task(task, create=True) as store:
+        # The store's task and the texts under known ids are checked before the model loads.
+        store.check_examples(examples)
+        own_backend = backend is None
+        backend = backend or open_backend(model_spec, backend_settings(task, threads=threads))
+        try:
+            if method == "score" and not backend.can_score and task.kind != "spans":
+                method = "constrained"  # a remote server gives no label likelihoods
+            annotator = annotator_id(model_spec, task, method, shots)
             return _run(
                 task,
                 store,
@@ -160,9 +165,9 @@ def annotate(
                 model_spec,
                 data_fingerprint(examples),
             )
-    finally:
-        if own_backend:
-            backend.close()
+        finally:
+            if own_backend:
+                backend.close()
 
 
 def _run(
@@ -194,18 +199,20 @@ def _run(
         model_sha256=backend.model_sha256,
         seed=task.llm.seed,
     )
-    selector = None
-    if shots:
-        from stillhouse.llm.fewshot import NeighbourSelector
-
-        selector = NeighbourSelector(examples, shots)
-    prior = None
-    if task.kind == "classify" and method == "score" and task.llm.contextual_calibration:
-        prior = content_free_probs(backend, task)
     started = time.perf_counter()
     hits = truncated = 0
+    # Whatever ends the run, its row says how: finished, interrupted (Ctrl-C) or failed; a run
+    # killed outright is marked interrupted by the next start_run.
     status = "failed"
     try:
+        selector = None
+        if shots:
+            from stillhouse.llm.fewshot import NeighbourSelector
+
+            selector = NeighbourSelector(examples, shots)
+        prior = None
+        if task.kind == "classify" and method == "score" and task.llm.contextual_calibration:
+            prior = content_free_probs(backend, task)
         for start in range(0, len(todo), task.llm.batch_size):
             batch = todo[start : start + task.llm.batch_size]
             neighbours = selector.select(batch) if selector else [[] for _ in batch]
@@ -283,27 +290,34 @@ def _run(
             if progress:
                 progress(start + len(batch), len(todo))
         status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:
-        seconds = time.perf_counter() - started
-        summary = _summarise(
-            task,
-            store,
-            targets,
-            annotator,
-            method,
-            model_spec,
-            run_id,
-            len(todo),
-            len(targets) - len(todo),
-            hits,
-            seconds,
-            truncated,
-            skipped,
-            backend,
-        )
-        store.finish_run(
-            run_id, status, {k: v for k, v in summary.__dict__.items() if k != "skipped_rows"}
-        )
+        try:
+            summary = _summarise(
+                task,
+                store,
+                targets,
+                annotator,
+                method,
+                model_spec,
+                run_id,
+                len(todo),
+                len(targets) - len(todo),
+                hits,
+                time.perf_counter() - started,
+                truncated,
+                skipped,
+                backend,
+            )
+            store.finish_run(
+                run_id, status, {k: v for k, v in summary.__dict__.items() if k != "skipped_rows"}
+            )
+        except Exception:
+            if status == "finished":
+                raise
+            # The store may be what failed: the error that ended the run is the one to show.
     return summary
 
 

@@ -54,7 +54,7 @@ def run_demo(
     task = load_task(workspace / "task.toml")
     with progress("annotating") as update:
         summary = annotate(task, workspace / "test.csv", model=model, limit=limit, progress=update)
-    with Store(task.store_path) as store:
+    with Store.for_task(task, create=False) as store:
         mine = store.annotations(task.kind, summary.annotator)[:6]
         texts = {e.id: e for e in store.examples(task.kind, [a.example_id for a in mine])}
     samples = [

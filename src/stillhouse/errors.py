@@ -6,6 +6,8 @@ A :class:`StillhouseError` carries one readable sentence that names what is wron
 
 from __future__ import annotations
 
+import errno
+
 
 class StillhouseError(Exception):
     """Bad input or an unusable environment: shown to the user as one message, exit code 2."""
@@ -21,6 +23,10 @@ class StillhouseError(Exception):
         return f"{self.message} [{self.code}]"
 
 
+# The end of E105 for commands that have --skip-invalid (annotate, audit, predict).
+SKIP_INVALID = " or pass --skip-invalid to drop them"
+
+
 class Errors:
     """Message templates, formatted with :func:`fail`. Codes never change meaning."""
 
@@ -30,18 +36,78 @@ class Errors:
     E003 = "{path}: {problems}"
     E004 = "{path}: key `{key}`: {detail}"
     E005 = "Directory {path} already has a task.toml; pick another directory or delete it first."
+    E006 = "Task file {path} is {what}, not a regular file; give the path of a task.toml, or of the folder that holds one."
     # data files
     E101 = "Data file {path} does not exist."
     E102 = "{path}: unsupported file type `{suffix}`; use .jsonl, .json, .csv or .parquet."
     E103 = "{where}: {detail}"
-    E104 = "{path}: no usable rows (the file is empty or every row was invalid)."
-    E105 = "{path}: {count} invalid row(s); first: {first}. Fix them or pass --skip-invalid to drop them."
+    E104 = "{path}: no usable rows (the file holds no data rows)."
+    E105 = "{path}: {count} invalid row(s); first: {first}. Fix them{skip}."
     E106 = "{path}: column `{column}` (mapped from task.toml [input].{key}) is missing; columns are: {columns}."
     E107 = "{path}: not valid UTF-8 at byte {offset}: {detail}."
+    E109 = "{path}: every row is invalid ({count}); first: {first}. Fix them."
+    E108 = "Data file {path} is {what}, not a regular file; give the path of a .jsonl, .json, .csv or .parquet file."
+    # the file system (any command): an operating-system error, said with the path and the fix
+    E110 = "Cannot use {path}: permission denied. Choose a path you can write to, or change its permissions."
+    E111 = "Cannot write {path}: the file system is read-only. Write somewhere else."
+    E112 = (
+        "Cannot write {path}: no space left on the device. Free some space or write elsewhere; "
+        "nothing was half-written."
+    )
+    E113 = "{path} is a folder, where a file is needed; give a file path."
+    E114 = "{path}: a part of this path is a file, where a folder is needed; give another path."
+    E115 = "{path} already exists; pick another path or delete it first."
+    E116 = "Cannot write {path}: the disk quota is exceeded. Free some space or write elsewhere."
+    E118 = (
+        "SQLite failed: {detail}. Every committed batch is kept; run the same command again, or "
+        "check the store's folder (space, permissions)."
+    )
+    E119 = "Cannot use {path}: {reason} (errno {errno}). Check the path and try again."
+    # outputs (any command that writes): checked before the work starts
+    E120 = (
+        "{option} {path} {relation} {what} this command reads ({source}); writing there would "
+        "destroy it. Write the output to another path."
+    )
+    E121 = "{option} {path} and {other_option} {other} are the same file; give each output its own path."
+    E122 = "{option} {path} is a folder; give the path of a file to write."
+    E123 = "{option} {path} is a file; give the path of a folder (it is created if needed)."
+    E124 = "{option} {path}: {blocker} is a file, where a folder is needed; give another path."
+    E125 = "{option} {path}: cannot write in {folder} ({reason}); choose a folder you can write to."
+    E126 = (
+        "{option} {path}: {folder} has {free} free, and about {needed} is needed; free some "
+        "space or write elsewhere."
+    )
     # store
     E201 = "{path}: not a stillhouse store (SQLite said: {detail})."
     E202 = "Store {path} has no examples labelled by annotator `{annotator}`."
     E203 = "{path}: store schema version {found}, this stillhouse reads version {expected}."
+    E204 = (
+        "Store {path} does not exist: nothing has been annotated for this task yet. Run "
+        "`stillhouse annotate` with the task first (it creates the store); no file was made."
+    )
+    E205 = (
+        "Store {path} belongs to task {stored}, but {task_path} is task {current}; two tasks "
+        "cannot share a store. Give {task_path} a folder of its own (a task's store is "
+        "stillhouse.db beside its .toml file), or, if you renamed the task, set its name and "
+        "kind back; nothing was changed."
+    )
+    E206 = (
+        "Store {path} holds other labels than task {task_path} has: {difference} (store: "
+        "{stored}; task: {current}). Rename the labels in {task_path} back to the store's, or "
+        "start a new store for the task by moving {path} (with any -wal/-shm file beside it) "
+        "to another name; nothing was changed."
+    )
+    E207 = (
+        "Example id {id!r} is already in store {path} with another text (stored: {stored}; "
+        "now: {new}){more}. Give the changed text a new id, or leave its id out so that the id "
+        "comes from the text's hash; nothing was changed."
+    )
+    E208 = (
+        "Store {path} is in use by another process (SQLite said: {detail}, after waiting "
+        "{timeout:g} s). Wait until that process finishes and run the command again; nothing "
+        "was half-written."
+    )
+    E209 = "Store {path}: {problem} (SQLite said: {detail}). {advice}; nothing was half-written."
     # models and backends
     E301 = "Model file {path} does not exist."
     E302 = "{path} is not a GGUF model file (it starts with {magic!r}, a GGUF file starts with b'GGUF')."
@@ -58,6 +124,11 @@ class Errors:
     E308 = "Environment variable {name} (API key for {url}) is not set."
     E312 = "llama.cpp failed to decode a batch of {tokens} tokens with {path} (status {status}); try a smaller [llm].n_ctx or fewer labels."
     E313 = "Label scoring needs up to {branches} label-trie branches open at once but llama.cpp offers {limit} sequences; shorten or merge label names, or use --method constrained."
+    E314 = "Model file {path} is {what}, not a regular file; give the path of a .gguf file."
+    E315 = (
+        "The cache folder {path} is {what}, not a folder; set STILLHOUSE_HOME to a folder "
+        "stillhouse may write to (unset, it is ~/.cache/stillhouse)."
+    )
     E309 = "A prompt with its label continuations needs {needed} cache cells but the context holds {n_ctx}; raise [llm].n_ctx or shorten the instructions and examples."
     E310 = (
         "{runtime} backend: label scoring needs token log-likelihoods, which the OpenAI chat API "
@@ -121,6 +192,10 @@ class Errors:
     E522 = (
         "{path}: results schema version {found}, this stillhouse reads version {expected}; "
         "re-run `stillhouse evaluate` to regenerate it."
+    )
+    E523 = (
+        "Results file {path} is {what}, not a regular file; give the results.json that "
+        "`stillhouse evaluate ... --out DIR` wrote (DIR/results.json)."
     )
     # gate
     E530 = "{path}: [gate] has no rules; add some, e.g. min_accuracy = 0.9 (known rules: {rules})."
@@ -200,8 +275,8 @@ class Errors:
         "Recipe `{recipe}` would need about {needed} of memory for {detail}, but "
         "{available} is available; {advice}."
     )
-    E711 = "The output folder {path} already exists; pick another --out or delete it first."
-    E720 = "Model folder {path} does not exist."
+    E711 = "--out {path} already exists ({what}); pick another --out or delete it first."
+    E720 = "Model folder {path} does not exist; train one with `stillhouse train --out DIR`."
     E721 = (
         "{path} is not a complete stillhouse model folder: {detail}. Train it again with "
         "`stillhouse train`."
@@ -215,6 +290,18 @@ class Errors:
         "task the model was trained for."
     )
     E724 = "The encoder recipes need all-MiniLM-L6-v2 and ONNX Runtime: {detail}. Run `make setup`."
+    E725 = (
+        "Model folder {path}: {file} is not the file `stillhouse train` wrote ({detail}); a "
+        "model folder is not edited by hand, so restore it from a copy or train it again."
+    )
+    E726 = (
+        "Model folder {path} holds {file}, which `stillhouse train` did not write (manifest.json "
+        "does not list it) and a loader might read; move it out of the folder."
+    )
+    E727 = (
+        "Model folder {path} is {what}, not a folder; give the folder that "
+        "`stillhouse train --out DIR` wrote."
+    )
     # train: lora-llm
     E730 = (
         "Recipe `lora-llm` fine-tunes a local GGUF model, but the task's [llm] model is "
@@ -265,3 +352,27 @@ def fail(template: str, **fields: object) -> StillhouseError:
     """Build the error for a template of :class:`Errors` (pass ``Errors.E001``), ready to raise."""
     code = next(name for name, value in vars(Errors).items() if value is template)
     return StillhouseError(code, template.format(**fields))
+
+
+_OS_ERRORS = {
+    errno.EACCES: Errors.E110,
+    errno.EPERM: Errors.E110,
+    errno.EROFS: Errors.E111,
+    errno.ENOSPC: Errors.E112,
+    errno.EISDIR: Errors.E113,
+    errno.ENOTDIR: Errors.E114,
+    errno.EEXIST: Errors.E115,
+    errno.EDQUOT: Errors.E116,
+}
+
+
+def from_os_error(error: OSError, path: object | None = None) -> StillhouseError:
+    """The message for an operating-system error (permission, read-only file system, no space, a
+    folder where a file is needed, …), naming ``path`` (default: the path the error names, the
+    destination of a rename first)."""
+    where = path if path is not None else (error.filename2 or error.filename or "a file")
+    template = _OS_ERRORS.get(error.errno or 0)
+    if template is None:
+        reason = error.strerror or str(error)
+        return fail(Errors.E119, path=where, reason=reason, errno=error.errno)
+    return fail(template, path=where)

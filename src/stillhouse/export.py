@@ -14,6 +14,7 @@ from stillhouse.data.io import prodigy_record, write_jsonl
 from stillhouse.data.records import Annotation
 from stillhouse.data.store import Store
 from stillhouse.errors import Errors, fail
+from stillhouse.output_guard import Output, check_outputs, task_inputs
 from stillhouse.task import Task
 
 POLICIES = ("best", "gold", "human", "llm")
@@ -48,8 +49,18 @@ def choose(annotations: list[Annotation], policy: str) -> Annotation | None:
 def export(
     task: Task, out: str | Path, annotator: str = "best", include_unlabelled: bool = False
 ) -> ExportSummary:
-    """Write one record per example of the task's store to ``out`` (atomically)."""
-    with Store(task.store_path) as store:
+    """Write one record per example of the task's store to ``out`` (atomically).
+
+    The store is only read: E204 when the task has none (no file is made), E205/E206 when it
+    holds another task's data or other labels (see :meth:`Store.for_task`). Before that, the
+    output guard refuses an ``out`` that is the task file or the store (E120) or cannot be
+    written (E122–E126)."""
+    out = Path(out)
+    store_size = task.store_path.stat().st_size if task.store_path.is_file() else 0
+    check_outputs(
+        [Output("--out", out, needed_bytes=store_size)], task_inputs(task.path, task.store_path)
+    )
+    with Store.for_task(task, create=False) as store:
         known = {name for name, _ in store.annotators()}
         if annotator not in POLICIES and annotator not in known:
             raise fail(Errors.E401, annotator=annotator)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,14 +42,14 @@ def llm(
 # examples -------------------------------------------------------------------------------------
 
 
-def test_add_examples_counts_new_rows_and_ignores_known_ids(tmp_path: Path) -> None:
+def test_add_examples_counts_new_rows_and_keeps_known_ones(tmp_path: Path) -> None:
     with open_store(tmp_path) as store:
         assert store.add_examples(classify_examples(), "classify") == 3
-        again = [Example(id="a", text="A different text."), Example(id="d", text="New.")]
+        again = [Example(id="a", text=TEXTS[0], meta={"other": 1}), Example(id="d", text="New.")]
         assert store.add_examples(again, "classify") == 1
 
         assert store.count_examples() == 4
-        assert store.examples("classify", ids=["a"])[0].text == TEXTS[0]
+        assert store.examples("classify", ids=["a"]) == classify_examples()[:1]  # meta kept
 
 
 def test_classify_examples_round_trip_with_meta_and_gold(tmp_path: Path) -> None:
@@ -219,7 +221,8 @@ def test_runs_record_versions_fields_and_stats(tmp_path: Path) -> None:
         [finished] = store.runs()
 
     assert running.id == run_id and running.status == "running" and running.finished_at is None
-    assert running.stats is None
+    assert running.stats is not None  # the process that runs it, for spotting a killed run
+    assert (running.stats["pid"], running.stats["host"]) == (os.getpid(), socket.gethostname())
     assert "python" in finished.versions and "stillhouse" in finished.versions
     assert finished.command == "annotate"
     assert (finished.task_hash, finished.model, finished.seed) == ("t" * 64, "qwen2.5-0.5b", 7)

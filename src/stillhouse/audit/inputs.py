@@ -12,7 +12,7 @@ import numpy as np
 from stillhouse.data.io import read_examples
 from stillhouse.data.records import Annotation, Example
 from stillhouse.data.store import Store
-from stillhouse.errors import Errors, fail
+from stillhouse.errors import SKIP_INVALID, Errors, fail
 from stillhouse.task import Task
 
 ANNOTATOR_KINDS = ("gold", "human", "llm")
@@ -123,7 +123,7 @@ def _read(path: Path, task: Task, skip_invalid: bool) -> tuple[list[Example], li
     empty = [m for m in report.skipped if m.endswith(_EMPTY_TEXT_ENDINGS)]
     other = [m for m in report.skipped if not m.endswith(_EMPTY_TEXT_ENDINGS)]
     if other and not skip_invalid:
-        raise fail(Errors.E105, path=path, count=len(other), first=other[0])
+        raise fail(Errors.E105, path=path, count=len(other), first=other[0], skip=SKIP_INVALID)
     return report.examples, empty, other
 
 
@@ -134,7 +134,7 @@ def _label(answer: object) -> str | None:
 def _store_annotations(task: Task) -> list[Annotation]:
     if task.kind != "classify" or not task.store_path.is_file():
         return []
-    with Store(task.store_path) as store:
+    with Store.for_task(task, create=False) as store:
         return store.annotations(task.kind)
 
 

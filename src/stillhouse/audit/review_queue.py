@@ -71,8 +71,9 @@ def build_review_queue(
 def store_review_queue(
     task: Task, data: AuditData, items: Sequence[ReviewItem], queue: str = QUEUE
 ) -> None:
-    """Replace ``queue`` in the task's store with ``items`` (adding their examples if needed)."""
+    """Replace ``queue`` in the task's store with ``items`` (adding their examples if needed;
+    E207 when one of them has another text in the store under its id)."""
     wanted = {item.example_id for item in items}
-    with Store(task.store_path) as store:
+    with Store.for_task(task, create=True) as store:
         store.add_examples([e for e in data.examples if e.id in wanted], task.kind)
         store.replace_review_queue(queue, items)

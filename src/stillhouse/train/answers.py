@@ -41,7 +41,8 @@ def from_file(task: Task, path: str | Path, *, skip_invalid: bool = False) -> An
 
 
 def from_store(task: Task, policy: str = "best", min_llm_confidence: float = 0.0) -> AnswerSet:
-    """One answer per stored example, chosen by ``policy``; E706 when none is usable."""
+    """One answer per stored example, chosen by ``policy``; E706 when none is usable, E205/E206
+    when the store is another task's or holds other labels."""
     return store_answers(task, policy, min_llm_confidence, what="answer", into=AnswerSet)
 
 

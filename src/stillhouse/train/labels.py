@@ -95,7 +95,9 @@ def file_answers(
     """Every row of a data file with its answer, which counts as gold (read and checked as
     annotate reads it: labels known, span offsets within the text, E105 naming the first bad
     row), as an ``into``."""
-    report = read_examples(path, task, skip_invalid=skip_invalid, require_gold=True)
+    report = read_examples(
+        path, task, skip_invalid=skip_invalid, offers_skip_invalid=False, require_gold=True
+    )
     examples = report.examples
     mix = {"gold": len(examples)}
     if report.skipped:
@@ -123,8 +125,8 @@ def store_answers(
     """One answer per stored example of the task's kind, chosen by ``policy``; an LLM answer
     below ``min_llm_confidence`` is dropped, a kept one weighted by its confidence
     (:func:`llm_confidence`; 1 where it has none). E403/E708 bad policy or threshold, E706 no
-    store or no usable answer (``what`` names them in the message: label or answer). Returned
-    as an ``into``."""
+    store or no usable answer (``what`` names them in the message: label or answer), E205/E206
+    a store of another task or with other labels. Returned as an ``into``."""
     if policy not in LABEL_POLICIES:
         raise fail(
             Errors.E403, what="--labels policy", value=policy, choices=", ".join(LABEL_POLICIES)
@@ -139,7 +141,7 @@ def store_answers(
     path = task.store_path
     if not path.is_file():
         raise fail(Errors.E706, path=path, labels=policy, detail=" (the store does not exist)")
-    with Store(path) as store:
+    with Store.for_task(task, create=False) as store:
         examples = store.examples(task.kind)
         by_example: dict[str, list[Annotation]] = {}
         for annotation in store.annotations(task.kind):
