@@ -44,6 +44,7 @@ def test_the_folder_holds_the_model_and_a_complete_card(trained) -> None:
     assert sorted(p.name for p in model_dir.iterdir()) == [
         "README.md",
         "card.json",
+        "manifest.json",
         "vocabulary.json",
         "weights.safetensors",
     ]
@@ -115,10 +116,8 @@ def test_incomplete_and_incompatible_folders_are_refused_on_load(trained, tmp_pa
     truncated = shutil.copytree(source, tmp_path / "truncated")
     data = (truncated / "vocabulary.json").read_bytes()
     (truncated / "vocabulary.json").write_bytes(data[: len(data) // 2])
-    assert (
-        "vocabulary.json does not have the sha256"
-        in error_of(lambda: load_model(truncated)).message
-    )
+    error = error_of(lambda: load_model(truncated))
+    assert error.code == "E725" and "vocabulary.json is not the file" in error.message
     no_card = shutil.copytree(source, tmp_path / "no-card")
     (no_card / "card.json").unlink()
     assert "it has no card.json" in error_of(lambda: load_model(no_card)).message

@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from train_data import NUSAX_TASK, kill_after_first_checkpoint, nusax_test, nusax_train, write_task
+from train_data import (
+    NUSAX_TASK,
+    kill_after_first_checkpoint,
+    nusax_test,
+    nusax_train,
+    reseal,
+    write_task,
+)
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
@@ -240,6 +247,7 @@ def test_quantize_q8_0_writes_a_self_contained_merged_model(tmp_path: Path) -> N
     recorded = json.loads(card_path.read_text())
     recorded["base_model"]["name"] = str(tmp_path / "gone.gguf")
     card_path.write_text(json.dumps(recorded))
+    reseal(tmp_path / "model")  # as if train had written it so
     model = load_model(tmp_path / "model")
     probabilities = model.probabilities([row["text"] for row in nusax_test(6)])
     assert probabilities.shape == (6, 3) and np.allclose(probabilities.sum(axis=1), 1.0)
@@ -255,11 +263,13 @@ def test_a_folder_whose_base_model_differs_is_refused(
     card = json.loads(card_path.read_text())
     card["base_model"]["sha256"] = "0" * 64
     card_path.write_text(json.dumps(card))
+    reseal(copy)  # as if train had written it so
     with pytest.raises(StillhouseError) as error:
         load_model(copy)
     assert error.value.code == "E731" and "smollm2-135m" in error.value.message
     card["base_model"]["name"] = str(tmp_path / "gone.gguf")
     card_path.write_text(json.dumps(card))
+    reseal(copy)
     with pytest.raises(StillhouseError) as error:
         load_model(copy)
     assert error.value.code == "E732" and "gone.gguf" in error.value.message

@@ -27,7 +27,7 @@ from structured_data import (
     task_text,
     wnut17_rows,
 )
-from train_data import NUSAX_TASK, nusax_train, write_task
+from train_data import NUSAX_TASK, nusax_train, reseal, write_task
 
 from stillhouse.data.io import read_examples, write_jsonl
 from stillhouse.data.records import Annotation, Example, Span
@@ -103,6 +103,20 @@ def test_the_folder_holds_a_hashed_spacy_pipeline_and_the_card(trained) -> None:
     for name, entry in card["files"].items():
         assert file_sha256(model_dir / name) == entry["sha256"]
     assert card["size_bytes"] == sum(entry["bytes"] for entry in card["files"].values())
+    # the manifest lists every file of the folder, the pipeline's and the card's alike
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))["files"]
+    on_disk = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()}
+    assert (
+        set(manifest)
+        == on_disk - {"manifest.json"}
+        == set(card["files"])
+        | {
+            "card.json",
+            "README.md",
+        }
+    )
+    for name, entry in manifest.items():
+        assert file_sha256(model_dir / name) == entry["sha256"]
     calibration = card["calibration"]
     assert calibration["method"].startswith("Platt scaling") and card["refit"] is False
     assert 0 < calibration["right"] < calibration["spans"] and calibration["slope"] > 0
@@ -177,11 +191,16 @@ def test_load_checks_files_in_the_pipeline_folder(trained, tmp_path: Path) -> No
     shutil.copy(folder / "models" / "ner" / "pipeline" / "ner" / "moves", copy / "pipeline/ner")
     (copy / "pipeline" / "ner" / "model").write_bytes(b"cut short")
     changed = error_of(lambda: load_model(copy))
-    assert changed.code == "E721" and "pipeline/ner/model" in str(changed)
+    assert changed.code == "E725" and "pipeline/ner/model" in str(changed)
     shutil.copy(folder / "models" / "ner" / "pipeline" / "ner" / "model", copy / "pipeline/ner")
+    (copy / "pipeline" / "ner" / "notes.txt").write_text("added later", encoding="utf-8")
+    added = error_of(lambda: load_model(copy))
+    assert added.code == "E726" and "pipeline/ner/notes.txt" in str(added)
+    (copy / "pipeline" / "ner" / "notes.txt").unlink()
     card = json.loads((copy / "card.json").read_text(encoding="utf-8"))
     del card["calibration"]["slope"]  # a folder from before spans had confidences
     (copy / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    reseal(copy)  # as if train had written it so
     older = error_of(lambda: load_model(copy))
     assert older.code == "E721" and "span calibration" in str(older)
 

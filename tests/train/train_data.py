@@ -78,6 +78,14 @@ def kill_after_first_checkpoint(script: str, folder: Path, timeout_s: float) -> 
     assert not (folder / "model").exists()  # nothing half-written
 
 
+def reseal(model_dir: Path) -> None:
+    """Rewrite a model folder's manifest after a test changed the folder on purpose, as if train
+    had written it so: the checks behind the manifest's (the card's content) are then reached."""
+    from stillhouse.train.folder import write_manifest
+
+    write_manifest(model_dir)
+
+
 def accuracy_in_a_fresh_process(folder: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Load the model folder in a new Python process and predict ``rows``' texts there:
     ``{"accuracy", "torch"}`` (whether torch got imported) and the model's ``runtime``."""

@@ -12,7 +12,7 @@ import stillhouse
 from stillhouse.data.io import write_json
 from stillhouse.provenance import json_sha256, package_versions
 from stillhouse.task import Task
-from stillhouse.train.load import CARD_FILE, FORMAT, FORMAT_VERSION, README_FILE
+from stillhouse.train.load import CARD_FILE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, README_FILE
 
 if TYPE_CHECKING:
     from stillhouse.train.settings import TrainSettings
@@ -167,6 +167,9 @@ def render_readme(card: dict[str, Any]) -> str:
         "Versions: "
         + ", ".join(f"{name} {version}" for name, version in card["versions"].items())
         + ".",
+        "",
+        f"Every file of this folder, this one included, is listed with its sha256 in "
+        f"`{MANIFEST_FILE}`; loading refuses the folder if any differs, is missing or was added.",
         "",
     ]
     return "\n".join(lines)

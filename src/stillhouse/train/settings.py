@@ -13,6 +13,8 @@ from stillhouse.train.labels import LABEL_POLICIES
 # The linear recipe's n-gram ranges (None switches a family off); other recipes read none.
 WORD_NGRAMS: tuple[int, int] | None = (1, 2)
 CHAR_NGRAMS: tuple[int, int] | None = (2, 5)
+# numpy's legacy seeding (scikit-learn's random_state) takes no more, nor a negative one
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class TrainSummary:
 
 
 def check_shared_settings(settings: TrainSettings) -> None:
-    """The checks every recipe shares: E403 label policy, E708 numbers out of range and n-gram
-    ranges that are not 1 ≤ low ≤ high or both families off."""
+    """The checks every recipe shares: E403 label policy, E708 numbers out of range (the seed
+    included) and n-gram ranges that are not 1 ≤ low ≤ high or both families off."""
     if settings.labels not in LABEL_POLICIES:
         raise fail(
             Errors.E403,
@@ -65,7 +67,14 @@ def check_shared_settings(settings: TrainSettings) -> None:
             value=settings.labels,
             choices=", ".join(LABEL_POLICIES),
         )
+    seed = settings.seed
     checks = [
+        (
+            "--seed",
+            seed,
+            isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
+            f"an integer from 0 to {MAX_SEED} (2**32 - 1)",
+        ),
         ("--holdout", settings.holdout, 0 < settings.holdout <= 0.5, "a share in (0, 0.5]"),
         ("--min-per-label", settings.min_per_label, settings.min_per_label >= 0, "0 or more"),
         (
