@@ -28,6 +28,7 @@ from stillhouse.data.io import read_json_lines
 from stillhouse.data.predictions import parse_row
 from stillhouse.data.records import Example, Prediction, text_id
 from stillhouse.errors import Errors, fail
+from stillhouse.output_guard import Input
 from stillhouse.provenance import file_sha256
 from stillhouse.task import Task
 
@@ -177,6 +178,10 @@ class SystemSource(Protocol):
         SOURCE:VALUE)."""
         ...
 
+    def inputs(self, spec: str, value: str) -> list[Input]:
+        """The files and folders the system of VALUE reads (no output may land on them)."""
+        ...
+
 
 # Sources a --system spec may name later (E503 until one registers itself).
 PLANNED_SOURCES: tuple[str, ...] = ()
@@ -193,10 +198,27 @@ def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
     E504: no spec; E517: a name twice; E502: not NAME=SOURCE:VALUE or an unknown source;
     E503: a source planned but not available yet; E539: a malformed cascade.
     """
+    chosen = _checked(specs, task)
+    return {name: source.open(name, value, task) for name, (source, _, value) in chosen.items()}
+
+
+def system_inputs(specs: Sequence[str], task: Task) -> list[Input]:
+    """What the systems of ``specs`` read — predictions files, model folders, model files — so
+    that no output is written over them (:mod:`stillhouse.output_guard`); the specs are checked
+    as :func:`open_systems` checks them, and nothing is opened."""
+    return [
+        entry
+        for source, spec, value in _checked(specs, task).values()
+        for entry in source.inputs(spec, value)
+    ]
+
+
+def _checked(specs: Sequence[str], task: Task) -> dict[str, tuple[SystemSource, str, str]]:
+    """Each spec's NAME → (source, spec, VALUE), every spec checked before any is opened."""
     if not specs:
         raise fail(Errors.E504)
-    chosen: dict[str, tuple[SystemSource, str]] = {}
-    for spec in specs:  # every spec is checked before any file is read or model loaded
+    chosen: dict[str, tuple[SystemSource, str, str]] = {}
+    for spec in specs:
         name, source_name, value = _split_spec(spec)
         if name in chosen:
             raise fail(Errors.E517, name=name)
@@ -206,8 +228,8 @@ def open_systems(specs: Sequence[str], task: Task) -> dict[str, Predictor]:
         if source is None:
             raise fail(Errors.E502, spec=spec, detail=f"unknown source `{source_name}:`")
         source.check(spec, value, task)
-        chosen[name] = (source, value)
-    return {name: source.open(name, value, task) for name, (source, value) in chosen.items()}
+        chosen[name] = (source, spec, value)
+    return chosen
 
 
 def system_sources() -> dict[str, SystemSource]:

@@ -12,12 +12,23 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from stillhouse.data.records import Kind
-from stillhouse.errors import Errors, fail
+from stillhouse.errors import Errors, fail, from_os_error
+from stillhouse.output_guard import Output, check_outputs
+from stillhouse.paths import require_file
 
 STORE_FILE_NAME = "stillhouse.db"
+_UTF16_LE_BOM, _UTF16_BE_BOM = b"\xff\xfe", b"\xfe\xff"
 
 # Rules the gate understands (see `stillhouse gate`); any other key in [gate] is a mistake.
 GATE_RULES = (
@@ -43,6 +54,34 @@ class InputFields(_Strict):
     label: str = "label"
     id: str = "id"
     meta: tuple[str, ...] = ()
+
+    @field_validator("text", "label", "id")
+    @classmethod
+    def _named(cls, name: str, info: ValidationInfo) -> str:
+        # An empty name would match no field, and every row would be blamed for it instead.
+        if not name.strip():
+            key = str(info.field_name)
+            role = {"text": "the text", "label": "the gold answer", "id": "the example id"}[key]
+            raise ValueError(
+                f"the field name is {_emptiness(name)}; write the name of the data field that holds "
+                f"{role}, or leave the key out to use `{key}`"
+            )
+        return name
+
+    @field_validator("meta")
+    @classmethod
+    def _meta_named(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for number, name in enumerate(names, start=1):
+            if not name.strip():
+                raise ValueError(
+                    f"entry {number} is {_emptiness(name)}; list the names of the data fields "
+                    "to keep as metadata"
+                )
+        return names
+
+
+def _emptiness(name: str) -> str:
+    return "empty" if not name else "only spaces"
 
 
 class ShotSpan(_Strict):
@@ -156,8 +195,9 @@ def _describe(error: dict[str, Any]) -> str:
         return 'key `labels`: add at least one label as `name = "description"` under [labels]'
     if kind == "missing":
         return f"key `{key}`: required but missing"
-    if kind == "value_error":
-        return message.removeprefix("Value error, ")
+    if kind == "value_error":  # our checks: a field's is prefixed with its key; Task's name theirs
+        detail = message.removeprefix("Value error, ")
+        return f"key `{key}`: {detail}" if error["loc"] else detail
     got = error.get("input")
     shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
     return f"key `{key}`: {message.lower()} (got {shown})"
@@ -177,10 +217,13 @@ def load_task(path: str | Path) -> Task:
     path = Path(path)
     if path.is_dir():
         path = path / "task.toml"
-    if not path.is_file():
-        raise fail(Errors.E001, path=path)
+    raw = require_file(path, Errors.E001, Errors.E006).read_bytes()
+    if raw.startswith((_UTF16_LE_BOM, _UTF16_BE_BOM)):
+        detail = "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+        raise fail(Errors.E002, path=path, detail=detail)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a UTF-8 byte-order mark (Windows editors write one) is not part of the TOML.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except tomllib.TOMLDecodeError as error:
         raise fail(Errors.E002, path=path, detail=str(error)) from None
     except UnicodeDecodeError as error:
@@ -198,7 +241,17 @@ def init_task(directory: str | Path) -> Path:
     target = directory / "task.toml"
     if target.exists():
         raise fail(Errors.E005, path=directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    check_outputs([Output("DIRECTORY", target)], [])
     template = files("stillhouse").joinpath("templates/task.toml").read_text(encoding="utf-8")
-    target.write_text(template.replace("{name}", directory.resolve().name), encoding="utf-8")
+    text = template.replace("{name}", directory.resolve().name)
+    created = False
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with target.open("x", encoding="utf-8") as out:  # never over a task.toml made meanwhile
+            created = True
+            out.write(text)
+    except OSError as error:
+        if created:
+            target.unlink(missing_ok=True)  # cut short (no space): no half-written task file
+        raise from_os_error(error, target) from None
     return target

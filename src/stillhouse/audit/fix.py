@@ -27,6 +27,17 @@ class FixOptions:
     # Drop likely label errors whose label quality score is below this (None: keep them).
     drop_label_issues_below: float | None = None
 
+    def __post_init__(self) -> None:
+        threshold = self.drop_label_issues_below
+        # A label quality score lies in [0, 1]; a threshold outside it is a typo, not a choice.
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise fail(
+                Errors.E605,
+                what="--drop-label-issues-below",
+                expected="a label quality score in [0, 1]",
+                value=threshold,
+            )
+
 
 @dataclass(frozen=True)
 class Change:

@@ -10,11 +10,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from stillhouse.cli._common import TaskOption, app, clean_errors, out, progress_reporter
+from stillhouse.cli._common import (
+    INTERRUPTED_RESUMABLE,
+    TaskOption,
+    app,
+    clean_errors,
+    out,
+    progress_reporter,
+)
 
 
 @app.command()
-@clean_errors
+@clean_errors(interrupted=INTERRUPTED_RESUMABLE)
 def annotate(
     task: TaskOption,
     input: Annotated[

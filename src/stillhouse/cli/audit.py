@@ -69,8 +69,8 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print audit.json to stdout.")] = False,
 ) -> None:
     """Audit a dataset: duplicates, leakage, likely label errors, PII, language, text health."""
-    from stillhouse.audit.fix import FixOptions, check_fix_target
-    from stillhouse.audit.outputs import write_outputs
+    from stillhouse.audit.fix import FixOptions
+    from stillhouse.audit.outputs import check_audit_outputs, write_outputs
     from stillhouse.audit.run import AuditSettings, parse_checks, run_audit
     from stillhouse.errors import Errors, fail
     from stillhouse.task import load_task
@@ -82,17 +82,18 @@ def audit(
         folds=folds,
         pii_threshold=pii_threshold,
     )
-    if fix is not None:
-        check_fix_target(data, test, fix)
-    for flag, needed, used in (
-        ("--redact-pii", "pii", redact_pii),
-        ("--drop-label-issues-below", "label_issues", drop_label_issues_below is not None),
+    fix_options = FixOptions(redact_pii, drop_label_issues_below)
+    for flag, needed, given in (
+        ("--redact-pii", "pii", True if redact_pii else None),
+        ("--drop-label-issues-below", "label_issues", drop_label_issues_below),
     ):
-        if used and (fix is None or needed not in settings.checks):
+        if given is not None and (fix is None or needed not in settings.checks):
             expected = f"used with --fix and the {needed} check"
-            raise fail(Errors.E605, what=flag, expected=expected, value=True)
+            raise fail(Errors.E605, what=flag, expected=expected, value=given)
+    spec = load_task(task)
+    check_audit_outputs(spec, data, test, out_dir, fix)
     report = run_audit(
-        load_task(task),
+        spec,
         data,
         test_path=test,
         annotator=annotator,
@@ -100,9 +101,7 @@ def audit(
         skip_invalid=skip_invalid,
         progress=lambda step: err.print(f"audit: {step}…", highlight=False),
     )
-    outputs = write_outputs(
-        report, out_dir, fix_path=fix, fix_options=FixOptions(redact_pii, drop_label_issues_below)
-    )
+    outputs = write_outputs(report, out_dir, fix_path=fix, fix_options=fix_options)
     if as_json:
         out.print_json(json.dumps(outputs.document, default=str))
         return

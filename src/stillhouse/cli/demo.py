@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from stillhouse.cli._common import app, clean_errors, out, progress_reporter
+from stillhouse.cli._common import INTERRUPTED_RESUMABLE, app, clean_errors, out, progress_reporter
 from stillhouse.cli.annotate import print_annotate_summary
 
 
 @app.command()
-@clean_errors
+@clean_errors(interrupted=INTERRUPTED_RESUMABLE)
 def demo(
     workspace: Annotated[
         Path, typer.Option(help="Where the demo task and its store are written.")

@@ -28,9 +28,9 @@ def evaluate(
             "-s",
             help="NAME=preds:FILE (a JSONL file of {id, label, probs} rows), NAME=llm:MODEL "
             "(the task's prompt on an embedded model, a .gguf or openai:URL#MODEL), "
-            "NAME=model:DIR (a trained model) or NAME=cascade:SOURCE:VALUE@T,...,SOURCE:VALUE[@A] "
-            "(each stage passes texts whose top probability is below T on; abstain below A); "
-            "repeatable.",
+            "NAME=model:DIR (a trained model) or NAME=cascade:STAGE@T,...,STAGE\\[@A] (each "
+            "STAGE is SOURCE:VALUE, e.g. model:DIR; it passes texts whose top probability is "
+            "below T on; abstain below A); repeatable.",
         ),
     ] = None,
     bootstrap: Annotated[
@@ -70,10 +70,23 @@ def evaluate(
     from stillhouse.evaluate.report import REPORT_FILE_NAME, write_report
     from stillhouse.evaluate.results import RESULTS_FILE_NAME, write_results
     from stillhouse.evaluate.run import evaluate as run_evaluate
-    from stillhouse.predictors import open_systems
+    from stillhouse.output_guard import Input, Output, check_outputs, task_inputs
+    from stillhouse.predictors import open_systems, system_inputs
     from stillhouse.task import load_task
 
     spec = load_task(task)
+    check_outputs(
+        [
+            Output("--out", out_dir, folder=True),
+            Output("--out", out_dir / RESULTS_FILE_NAME),
+            Output("--out", out_dir / REPORT_FILE_NAME),
+        ],
+        [
+            *task_inputs(spec.path, None),
+            Input("the test data", test),
+            *system_inputs(system or [], spec),
+        ],
+    )
     results = run_evaluate(
         spec,
         test,

@@ -9,11 +9,19 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from stillhouse.cli._common import TaskOption, app, clean_errors, err, out, progress_reporter
+from stillhouse.cli._common import (
+    INTERRUPTED_TRAINING,
+    TaskOption,
+    app,
+    clean_errors,
+    err,
+    out,
+    progress_reporter,
+)
 
 
 @app.command()
-@clean_errors
+@clean_errors(interrupted=INTERRUPTED_TRAINING)
 def train(
     task: TaskOption,
     out_dir: Annotated[

@@ -7,8 +7,10 @@ wrong``; a file that cannot be trusted as a whole (bad UTF-8, not JSON/CSV/Parqu
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -21,10 +23,12 @@ from pathlib import Path
 from typing import Any, TextIO, TypeGuard
 
 from stillhouse.data.records import Answer, Example, Kind, Span, answer_to_json, text_id
-from stillhouse.errors import Errors, fail
+from stillhouse.errors import SKIP_INVALID, Errors, fail, from_os_error
+from stillhouse.paths import require_file
 from stillhouse.task import Task
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _LABELS_SHOWN = 10
 # Long texts (a 1 MB document) exceed the csv module's default 128 KiB field limit.
 _CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
@@ -48,20 +52,25 @@ def read_examples(
     task: Task,
     *,
     skip_invalid: bool = False,
+    offers_skip_invalid: bool = True,
     require_gold: bool = False,
+    read_gold: bool = True,
     keep_repeated_texts: bool = False,
 ) -> ReadReport:
     """Read a .jsonl, .json, .csv or .parquet file into Examples, fields mapped by ``task.input``.
 
     Invalid rows raise one E105 error (count and first message) unless ``skip_invalid``, which
-    drops them and lists them in ``ReadReport.skipped``. ``require_gold`` makes a row without a
-    gold answer invalid. No valid row left: E104. Unusable file: E101, E102, E103, E106, E107.
+    drops them and lists them in ``ReadReport.skipped``; E105 tells the user to pass
+    ``--skip-invalid`` unless ``offers_skip_invalid`` is False (a command without that option).
+    ``require_gold`` makes a row without a gold answer invalid; ``read_gold=False`` leaves the
+    gold field unread (every ``gold`` is None, whatever the field holds). Every row invalid
+    with ``skip_invalid``: E109 naming the first; no row at all: E104. Unusable file: E101 (nothing there), E108 (a folder, a device…), E102, E103, E106, E107.
     ``keep_repeated_texts``: a row without an id whose text came before gets the id
     ``<hash>~2``, ``~3``, … instead of being invalid (the audit reports such repeats).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise fail(Errors.E101, path=path)
+    if require_gold and not read_gold:
+        raise ValueError("require_gold needs read_gold")
+    path = require_file(Path(path), Errors.E101, Errors.E108)
     suffix = path.suffix.lower()
     reader = _READERS.get(suffix)
     if reader is None:
@@ -73,7 +82,9 @@ def read_examples(
         try:
             if isinstance(row, _InvalidRow):
                 raise row
-            example = _example_from_row(row, task, require_gold, text_cells=suffix == ".csv")
+            example = _example_from_row(
+                row, task, require_gold, read_gold, text_cells=suffix == ".csv"
+            )
             if keep_repeated_texts and example.id == text_id(example.text):
                 example = _numbered_repeat(example, first_seen)
             if example.id in first_seen:
@@ -84,7 +95,10 @@ def read_examples(
         first_seen[example.id] = where
         examples.append(example)
     if problems and not skip_invalid:
-        raise fail(Errors.E105, path=path, count=len(problems), first=problems[0])
+        skip = SKIP_INVALID if offers_skip_invalid else ""
+        raise fail(Errors.E105, path=path, count=len(problems), first=problems[0], skip=skip)
+    if not examples and problems:  # all of them dropped: still say which was wrong and why
+        raise fail(Errors.E109, path=path, count=len(problems), first=problems[0])
     if not examples:
         raise fail(Errors.E104, path=path)
     return ReadReport(examples=examples, skipped=problems)
@@ -125,12 +139,11 @@ def write_text(path: str | Path, text: str) -> None:
 def read_json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:
     """Each non-blank line of a JSON-lines file as ``(file:line, parsed value)``.
 
-    A missing file raises E101, bad UTF-8 E107 and a line that is not JSON E103 naming its line.
-    For files that are not data rows (predictions, …); data rows go through :func:`read_examples`.
+    A missing file raises E101, a folder or device E108, bad UTF-8 E107 and a line that is not
+    JSON E103 naming its line. For files that are not data rows (predictions, …); data rows go
+    through :func:`read_examples`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise fail(Errors.E101, path=path)
+    path = require_file(Path(path), Errors.E101, Errors.E108)
     for where, row in _jsonl_rows(path):
         if isinstance(row, _InvalidRow):
             raise fail(Errors.E103, where=where, detail=str(row))
@@ -138,18 +151,39 @@ def read_json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:
 
 
 def _write_atomically(path: Path, write: Callable[[TextIO], object]) -> None:
-    """Run ``write`` on a temporary file beside ``path``, sync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Run ``write`` on a temporary file beside ``path``, sync it, then rename it over ``path``.
+
+    An operating-system error (no space, permission, a folder in the way) leaves ``path`` as it
+    was, removes the temporary file and is raised as the message naming ``path``
+    (:func:`stillhouse.errors.from_os_error`)."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        make_folder(path.parent)
         with temporary.open("x", encoding="utf-8", newline="\n") as out:
             write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        _remove_quietly(temporary)
+        raise from_os_error(error, path) from None
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        _remove_quietly(temporary)
         raise
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p folder``; a file in the way is ENOTDIR (mkdir says EEXIST, "already exists",
+    which would name the wrong problem)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", str(folder)) from error
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):  # it may never have been created (a folder in the way)
+        path.unlink(missing_ok=True)
 
 
 def data_fingerprint(examples: Sequence[Example]) -> str:
@@ -271,6 +305,9 @@ _READERS: dict[str, Callable[[Path, Task], _Rows]] = {
 def _read_utf8(path: Path) -> str:
     """The file's text without a leading BOM; bad UTF-8 raises E107 naming its byte and line."""
     data = path.read_bytes()
+    if data.startswith(_UTF16_BOMS):
+        detail = "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+        raise fail(Errors.E107, path=path, offset=0, detail=detail)
     skip = len(_BOM) if data.startswith(_BOM) else 0
     try:
         return data[skip:].decode("utf-8")
@@ -283,7 +320,9 @@ def _read_utf8(path: Path) -> str:
 # Rows to Examples. ``text_cells``: the row comes from CSV, so every value is a string.
 
 
-def _example_from_row(row: Any, task: Task, require_gold: bool, *, text_cells: bool) -> Example:
+def _example_from_row(
+    row: Any, task: Task, require_gold: bool, read_gold: bool, *, text_cells: bool
+) -> Example:
     fields = task.input
     if not isinstance(row, dict):
         raise _InvalidRow(f"expected an object with a `{fields.text}` field, got {_json_type(row)}")
@@ -300,7 +339,7 @@ def _example_from_row(row: Any, task: Task, require_gold: bool, *, text_cells: b
     except UnicodeEncodeError:
         # Only a JSON escape such as "\ud800" can get here; such text breaks hashing and storage.
         raise _InvalidRow(f"text field `{fields.text}` has an unpaired surrogate escape") from None
-    value = row.get(fields.label)
+    value = row.get(fields.label) if read_gold else None
     if value is None or value == "":
         if require_gold:
             raise _InvalidRow(f"missing gold field `{fields.label}`")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from stillhouse import registry
-from stillhouse.cascade import Cascade, check_cascade, open_cascade
+from stillhouse.cascade import Cascade, check_cascade, open_cascade, parse_cascade
+from stillhouse.output_guard import Input
 from stillhouse.predictors import Predictor
 from stillhouse.task import Task
 
@@ -25,6 +26,17 @@ class CascadeSource:
             return stage_source.open(f"{source}:{stage_value}", stage_value, task)
 
         return open_cascade(f"{name}=cascade:{value}", value, task, open_stage)
+
+    def inputs(self, spec: str, value: str) -> list[Input]:
+        """What every stage reads."""
+        name = spec.partition("=")[0]
+        return [
+            entry
+            for stage in parse_cascade(spec, value)
+            for entry in registry.system_sources.get(stage.source).inputs(
+                f"{name}={stage.name}", stage.value
+            )
+        ]
 
 
 registry.system_sources.register("cascade")(CascadeSource())

@@ -3,7 +3,10 @@ a .gguf path or openai:URL#MODEL)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stillhouse import registry
+from stillhouse.output_guard import Input
 from stillhouse.predictors import Predictor
 from stillhouse.task import Task
 
@@ -22,6 +25,12 @@ class LLMSource:
         from stillhouse.llm.predictor import LLMPredictor  # the LLM stack loads only when used
 
         return LLMPredictor(task, value)
+
+    def inputs(self, spec: str, value: str) -> list[Input]:
+        """The model file, when MODEL is a path (embedded models and servers are not files here)."""
+        if value.endswith(".gguf") or Path(value).exists():
+            return [Input("the model file of --system " + spec.partition("=")[0], Path(value))]
+        return []
 
 
 registry.system_sources.register("llm")(LLMSource())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stillhouse import registry
+from stillhouse.output_guard import Input
 from stillhouse.predictors import Predictor
 from stillhouse.task import Task
 
@@ -21,6 +24,9 @@ class TrainedModelSource:
         from stillhouse.train import load_model  # the training stack loads only when it is used
 
         return load_model(value, task=task)
+
+    def inputs(self, spec: str, value: str) -> list[Input]:
+        return [Input("the model folder of --system " + spec.partition("=")[0], Path(value), True)]
 
 
 registry.system_sources.register("model")(TrainedModelSource())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stillhouse import registry
+from stillhouse.output_guard import Input
 from stillhouse.predictors import PredictionsFile
 from stillhouse.task import Task
 
@@ -19,6 +22,9 @@ class PredictionsFileSource:
 
     def open(self, name: str, value: str, task: Task) -> PredictionsFile:
         return PredictionsFile(value, task)
+
+    def inputs(self, spec: str, value: str) -> list[Input]:
+        return [Input("the predictions file of --system " + spec.partition("=")[0], Path(value))]
 
 
 registry.system_sources.register("preds")(PredictionsFileSource())

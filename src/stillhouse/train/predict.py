@@ -14,6 +14,7 @@ from typing import Any
 
 from stillhouse.data.io import read_examples, write_jsonl
 from stillhouse.data.records import Prediction, Span, answer_to_json
+from stillhouse.output_guard import Input, Output, check_outputs, task_inputs
 from stillhouse.task import Task
 from stillhouse.train.load import load_model
 from stillhouse.train.model import TrainedModel
@@ -49,12 +50,22 @@ def predict_file(
     progress: Callable[[int, int], None] | None = None,
 ) -> PredictSummary:
     """Predict every row of ``input_path`` (fields mapped by ``task``, else ``text``/``id``) and
-    write ``out`` atomically. With ``task``, the model's labels must be the task's (E723)."""
+    write ``out`` atomically. With ``task``, the model's labels must be the task's (E723). Only
+    texts and ids are read: a gold label in the input, known, unknown or malformed, is ignored."""
     import time
 
+    input_path = Path(input_path)
+    check_outputs(
+        [Output("--out", Path(out), needed_bytes=2 * _size(input_path))],
+        [
+            Input("the model folder", Path(model_path), folder=True),
+            Input("the input data", input_path),
+            *task_inputs(task.path if task is not None else None, None),
+        ],
+    )
     model = load_model(model_path, threads=threads, task=task)
     examples = read_examples(
-        input_path, task or model_task(model), skip_invalid=skip_invalid
+        input_path, task or model_task(model), skip_invalid=skip_invalid, read_gold=False
     ).examples
     counts: dict[str, int] = {}
     kind = model.card["task"].get("kind", "classify")
@@ -99,3 +110,11 @@ def structured_row(
             "probs": {label: round(p, 6) for label, p in probs.items()},
         }
     return {"id": identifier, "spans": answer_to_json(prediction.answer, "spans")}
+
+
+def _size(path: Path) -> int:
+    """The file's size, 0 when it is not there (reading it then says what is wrong)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

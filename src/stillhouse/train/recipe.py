@@ -101,6 +101,8 @@ class Recipe:
     # what --quantize accepts (empty: nothing to quantize)
     quantizations: ClassVar[tuple[str, ...]] = ()
     reads_ngrams: ClassVar[bool] = False
+    # which training bounds it reads: TrainSettings' epochs, max_steps, max_minutes
+    bounds: ClassVar[tuple[str, ...]] = ()
     # whether the model is fitted again on every example after the held-out measurement (no:
     # the training used the held-out split, or costs too much to run twice)
     refits: ClassVar[bool] = True
@@ -114,7 +116,7 @@ class Recipe:
 
     def check(self, settings: TrainSettings) -> None:
         """Refuse settings that do not apply to this recipe: E709 a quantization it does not
-        have, E746 n-grams for a recipe that reads none."""
+        have, E746 a training bound (--epochs, --max-steps, --max-minutes) it does not read."""
         if settings.quantize is not None and settings.quantize not in self.quantizations:
             raise fail(
                 Errors.E709,
@@ -122,6 +124,11 @@ class Recipe:
                 recipe=self.name,
                 detail=self.quantize_advice(settings.quantize),
             )
+        for bound in ("epochs", "max_steps", "max_minutes"):
+            if getattr(settings, bound) is not None and bound not in self.bounds:
+                read = " and ".join(_option(name) for name in self.bounds)
+                detail = f"it is bounded by {read}" if read else "it has no training loop to bound"
+                raise fail(Errors.E746, what=_option(bound), recipe=self.name, detail=detail)
 
     def check_ngrams(self, settings: TrainSettings) -> None:
         """E746 for n-gram ranges set for a recipe that reads none."""
@@ -211,6 +218,11 @@ def check_settings(settings: TrainSettings, kind: str = "classify") -> Recipe:
     check_shared_settings(settings)
     recipe.check_ngrams(settings)
     return recipe
+
+
+def _option(setting: str) -> str:
+    """The command-line option of a TrainSettings field: ``max_steps`` → ``--max-steps``."""
+    return "--" + setting.replace("_", "-")
 
 
 def params_to_json(params: Any) -> dict[str, Any]:

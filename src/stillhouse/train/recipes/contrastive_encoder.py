@@ -198,6 +198,7 @@ class ContrastiveEncoder(MiniLMRecipe):
     order = 30
     refits = False  # fine-tuning twice costs twice
     busy_with = "training"
+    bounds = ("max_steps", "max_minutes")
     memory_advice = "use the encoder recipe (no fine-tuning) or a machine with more memory"
 
     def plan(self, fitting: Fitting) -> Plan:

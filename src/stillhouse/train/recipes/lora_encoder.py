@@ -351,6 +351,7 @@ class LoraEncoder(MiniLMRecipe):
     order = 40
     refits = False  # training stops early on the held-out split
     busy_with = "training"
+    bounds = ("epochs", "max_steps", "max_minutes")
     memory_advice = "use the encoder recipe (no fine-tuning) or a machine with more memory"
 
     def plan(self, fitting: Fitting) -> Plan:

@@ -545,6 +545,7 @@ class LoraLlm(Recipe):
     quantizations = QUANTIZATIONS
     refits = False  # training stops early on the held-out split
     busy_with = "training"
+    bounds = ("epochs", "max_steps", "max_minutes")
     runtime = "llama.cpp"
     memory_advice = (
         "set a smaller [llm] model in the task, or use a recipe that does not fine-tune "

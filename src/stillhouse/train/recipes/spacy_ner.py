@@ -423,6 +423,7 @@ class SpacyNer(Recipe):
     order = 60
     refits = False  # training stops early on the held-out split
     busy_with = "training"
+    bounds = ("epochs", "max_steps", "max_minutes")
     memory_advice = "use fewer or shorter training texts"
 
     def quantize_advice(self, quantize: str) -> str:
