@@ -120,6 +120,44 @@ def test_help_text_is_unchanged(rendered: dict[str, Any], name: str) -> None:
     )
 
 
+def test_no_help_text_loses_words_to_rich_markup() -> None:
+    """typer renders help as rich markup, where `[gate]` is a style tag and vanishes: write
+    `\\[gate]` in the Python string. Each help text must render to its own words."""
+    import typer
+    from rich.text import Text
+
+    from stillhouse.cli import app
+
+    command = typer.main.get_command(app)
+    texts = {"stillhouse": command.help}
+    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+        texts[name] = sub.help
+        texts.update(
+            {f"{name} {param.opts[0]}": getattr(param, "help", None) for param in sub.params}
+        )
+    lost = {
+        where: Text.from_markup(text).plain
+        for where, text in texts.items()
+        if text and Text.from_markup(text).plain != text.replace("\\[", "[")
+    }
+
+    assert not lost, f"help text that rich renders without some of its words: {lost}"
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("gate", "task.toml [gate] against"),
+        ("predict", "[input] fields"),
+        ("evaluate", "STAGE[@A]"),
+    ],
+)
+def test_bracketed_words_are_in_the_rendered_help(
+    rendered: dict[str, Any], name: str, words: str
+) -> None:
+    assert words in rendered["help"][name]["output"]
+
+
 def test_python_m_stillhouse_cli_prints_the_same_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "stillhouse.cli", "--help"],

@@ -219,3 +219,39 @@ def test_other_bad_input(runs: Runs, current: Results) -> None:
     assert error.code == "E538" and "`classify` task" in error.message
     other_labels = Results(**{**current.__dict__, "task": {**current.task, "labels": ["a", "b"]}})
     assert error_of(lambda: gate(task, other_labels)).code == "E533"
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "device"])
+def test_a_results_path_that_is_not_a_file_says_what_it_is(tmp_path: Path, kind: str) -> None:
+    path = {"missing": tmp_path / "nothing.json", "folder": tmp_path, "device": Path("/dev/null")}
+
+    error = error_of(lambda: read_results(path[kind]))
+
+    if kind == "missing":
+        assert error.code == "E520" and "does not exist" in error.message
+        return
+    what = "a folder" if kind == "folder" else "a device file"
+    assert error.code == "E523"
+    assert f"Results file {path[kind]} is {what}, not a regular file" in error.message
+    assert "does not exist" not in error.message
+
+
+@pytest.mark.parametrize("option", ["--results", "--baseline"])
+def test_gate_names_what_a_wrong_results_path_is(
+    runs: Runs, current: Results, tmp_path: Path, run_cli, option: str
+) -> None:
+    assert current.path is not None
+    task = write_task(tmp_path / "task", "min_accuracy = 0.5")
+    wrong, what = {
+        "--results": (current.path.parent, "a folder"),  # the folder evaluate --out wrote
+        "--baseline": (Path("/dev/null"), "a device file"),
+    }[option]
+    given = {"--results": current.path, "--baseline": current.path, option: wrong}
+    paths = [str(part) for pair in given.items() for part in pair]
+
+    result = run_cli(tmp_path, "gate", "--task", str(task), *paths)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "[E523]" in result.stderr
+    assert f"Results file {wrong} is {what}, not a regular file" in result.stderr

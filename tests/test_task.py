@@ -192,3 +192,77 @@ def test_the_store_lives_next_to_task_toml(tmp_path: Path) -> None:
 
     assert task.store_path == (tmp_path / "t" / STORE_FILE_NAME).resolve()
     assert task.store_path.parent == task.path.parent  # type: ignore[union-attr]
+
+
+# --- what is at the path, byte-order marks, empty [input] field names ----------------------
+
+
+@pytest.mark.parametrize("kind", ["folder", "device"])
+def test_a_task_path_that_is_not_a_regular_file_says_what_it_is(tmp_path: Path, kind: str) -> None:
+    if kind == "folder":  # a folder is read as the task.toml inside it; here that is a folder too
+        (tmp_path / "task.toml").mkdir()
+        path, shown, what = tmp_path, tmp_path / "task.toml", "a folder"
+    else:
+        path = shown = Path("/dev/null")
+        what = "a device file"
+
+    error = load_error(path)
+
+    assert error.code == "E006"
+    assert f"Task file {shown} is {what}, not a regular file" in error.message
+    assert "does not exist" not in error.message
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "task.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode("utf-8"))
+
+    assert load_task(path).label_names == ["positive", "negative"]
+
+
+def test_a_utf16_task_file_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "task.toml"
+    path.write_bytes(MINIMAL.encode("utf-16"))  # with its byte-order mark, as Notepad saves it
+
+    error = load_error(path)
+
+    assert error.code == "E002"
+    assert "UTF-16" in error.message and "save it as UTF-8" in error.message
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "fragment"),
+    [
+        ('text = ""', "input.text", "the field name is empty"),
+        ('label = "  "', "input.label", "the field name is only spaces"),
+        ('id = ""', "input.id", "the field name is empty"),
+        ('meta = ["lang", ""]', "input.meta", "entry 2 is empty"),
+    ],
+)
+def test_an_empty_input_field_name_is_named_by_its_key(
+    tmp_path: Path, table: str, key: str, fragment: str
+) -> None:
+    path = write(tmp_path, f"{MINIMAL}[input]\n{table}\n")
+
+    error = load_error(path)
+
+    assert error.code == "E003"
+    assert f"{path}: key `{key}`: {fragment}" in error.message
+
+
+def test_the_cli_reads_a_task_with_a_bom_and_names_an_empty_input_field(
+    tmp_path: Path, run_cli
+) -> None:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    text = MINIMAL + '[input]\ntext = ""\n'
+    (folder / "task.toml").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+
+    result = run_cli(tmp_path, "gate", "--task", "task", "--results", "results.json")
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (
+        "[E003]" in result.stderr and "key `input.text`: the field name is empty" in result.stderr
+    )
+    assert "Invalid statement" not in result.stderr

@@ -190,3 +190,44 @@ def test_bad_input_is_one_message_and_exit_2(
     assert not out.exists()
     if name == "non-text":
         assert f"{data}:2" in result.stderr and "must be a string" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--fix", "fixed.jsonl", "--drop-label-issues-below", "5"],
+            "--drop-label-issues-below must be a label quality score in [0, 1]; got 5.0.",
+        ),
+        (
+            ["--drop-label-issues-below", "0.5"],
+            "--drop-label-issues-below must be used with --fix and the label_issues check; "
+            "got 0.5.",
+        ),
+    ],
+    ids=["out-of-range", "without-fix"],
+)
+def test_drop_label_issues_below_is_checked_and_shown_as_given(
+    workspace: Path, run_cli: CLI, args: list[str], message: str
+) -> None:
+    data = write_jsonl(workspace / "threshold.jsonl", nusax_rows("english", "train", 20))
+    out = workspace / "reports" / "bad-threshold"
+
+    result = run_cli(
+        workspace, "audit", "-t", "task/task.toml", "-d", str(data), "-o", str(out), *args
+    )
+
+    assert_clean_error(result, "E605")
+    assert message in result.stderr
+    assert not out.exists() and not (workspace / "fixed.jsonl").exists()
+
+
+def test_a_data_path_that_is_a_folder_is_named_as_one(workspace: Path, run_cli: CLI) -> None:
+    folder = workspace / "folder.jsonl"
+    folder.mkdir()
+
+    result = run_cli(workspace, "audit", "-t", "task/task.toml", "-d", str(folder), "-o", "out")
+
+    assert_clean_error(result, "E108")
+    assert f"Data file {folder} is a folder, not a regular file" in result.stderr
+    assert "does not exist" not in result.stderr

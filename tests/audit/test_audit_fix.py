@@ -62,3 +62,20 @@ def test_the_input_is_never_the_output(report) -> None:
     with pytest.raises(StillhouseError) as raised:
         fix_dataset(report, report.data.path, report.data.path.with_suffix(".log"), FixOptions())
     assert raised.value.code == "E602"
+
+
+@pytest.mark.parametrize("threshold", [-1.0, 1.5, 5.0, float("nan")])
+def test_the_label_quality_threshold_must_lie_in_0_to_1(threshold: float) -> None:
+    with pytest.raises(StillhouseError) as raised:
+        FixOptions(drop_label_issues_below=threshold)
+
+    assert raised.value.code == "E605"
+    assert raised.value.message == (
+        "Audit setting --drop-label-issues-below must be a label quality score in [0, 1]; "
+        f"got {threshold!r}."
+    )
+
+
+def test_the_label_quality_threshold_may_be_0_or_1() -> None:
+    assert FixOptions(drop_label_issues_below=0.0).drop_label_issues_below == 0.0
+    assert FixOptions(drop_label_issues_below=1.0).drop_label_issues_below == 1.0

@@ -17,6 +17,7 @@ from stillhouse.data.io import (
     data_fingerprint,
     prodigy_record,
     read_examples,
+    read_json_lines,
     write_jsonl,
 )
 from stillhouse.data.records import Example, Span, text_id
@@ -486,9 +487,11 @@ def test_empty_parquet_is_E104(tmp_path: Path) -> None:
     assert read_error(path, make_task(tmp_path)).code == "E104"
 
 
-def test_all_rows_skipped_is_E104(tmp_path: Path) -> None:
+def test_all_rows_skipped_is_E109_naming_the_first(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "d.jsonl", '{"text": ""}', "{}")
-    assert read_error(path, make_task(tmp_path), skip_invalid=True).code == "E104"
+    error = read_error(path, make_task(tmp_path), skip_invalid=True)
+    assert error.code == "E109"
+    assert f"{path}: every row is invalid (2); first: {path}:1: " in error.message
 
 
 @pytest.mark.parametrize(
@@ -624,3 +627,122 @@ def test_reads_the_banking77_test_split(tmp_path: Path) -> None:
     assert report.skipped == []
     assert {e.gold for e in report.examples} == set(categories)
     assert report.examples[0].text == "How do I locate my card?"
+
+
+# --- what is at the path, byte-order marks, the gold field left unread, E105's advice -------
+
+
+@pytest.mark.parametrize("kind", ["folder", "device"])
+def test_a_data_path_that_is_not_a_regular_file_says_what_it_is(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "data.jsonl" if kind == "folder" else Path("/dev/null")
+    if kind == "folder":
+        path.mkdir()
+    what = "a folder" if kind == "folder" else "a device file"
+
+    for read in (
+        lambda: read_examples(path, make_task(tmp_path)),
+        lambda: list(read_json_lines(path)),
+    ):
+        with pytest.raises(StillhouseError) as caught:
+            read()
+        assert caught.value.code == "E108"
+        assert f"Data file {path} is {what}, not a regular file" in caught.value.message
+        assert "does not exist" not in caught.value.message
+
+
+def test_a_utf8_bom_is_ignored_in_json_arrays_and_json_lines_files(tmp_path: Path) -> None:
+    array = tmp_path / "bom.json"
+    array.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"text": "hi", "label": "pos"}]).encode())
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_bytes(b'\xef\xbb\xbf{"id": "1", "label": "pos"}\n')
+
+    assert read_examples(array, make_task(tmp_path)).examples[0].gold == "pos"
+    assert [row for _, row in read_json_lines(predictions)] == [{"id": "1", "label": "pos"}]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_utf16_data_file_is_named_as_such(tmp_path: Path, suffix: str) -> None:
+    path = write_rows(tmp_path / f"data{suffix}", THREE_ROWS)
+    path.write_bytes(path.read_text(encoding="utf-8").encode("utf-16"))  # with its BOM
+
+    error = read_error(path, make_task(tmp_path))
+
+    assert error.code == "E107"
+    assert "UTF-16" in error.message and "save it as UTF-8" in error.message
+
+
+def test_read_gold_false_ignores_the_label_field_whatever_it_holds(tmp_path: Path) -> None:
+    task = make_task(tmp_path)
+    path = write_lines(
+        tmp_path / "texts.jsonl",
+        '{"id": "a", "text": "one", "label": "no-such-label"}',
+        '{"id": "b", "text": "two", "label": {"not": "a label"}}',
+        '{"id": "c", "text": "three", "label": "pos"}',
+    )
+    assert read_error(path, task).code == "E105"  # read as data with gold, they are invalid
+
+    report = read_examples(path, task, read_gold=False)
+
+    assert [(e.id, e.text, e.gold) for e in report.examples] == [
+        ("a", "one", None),
+        ("b", "two", None),
+        ("c", "three", None),
+    ]
+
+
+def test_read_gold_false_still_checks_texts_and_ids(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "texts.jsonl",
+        '{"id": "a", "text": "one", "label": "??"}',
+        '{"id": "b", "text": ""}',
+        '{"id": "a", "text": "two"}',
+    )
+
+    error = read_error(path, make_task(tmp_path), read_gold=False)
+
+    assert error.code == "E105"
+    assert f"2 invalid row(s); first: {path}:2: text field `text` is empty" in error.message
+    skipped = read_examples(path, make_task(tmp_path), read_gold=False, skip_invalid=True).skipped
+    assert skipped[1].startswith(f"{path}:3: duplicate id 'a'")
+
+
+def test_e105_suggests_skip_invalid_only_to_commands_that_have_it(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "d.jsonl", GOOD, '{"text": ""}')
+
+    offered = read_error(path, make_task(tmp_path))
+    plain = read_error(path, make_task(tmp_path), offers_skip_invalid=False)
+
+    assert offered.message == (
+        f"{path}: 1 invalid row(s); first: {path}:2: text field `text` is empty. "
+        "Fix them or pass --skip-invalid to drop them."
+    )
+    assert plain.code == "E105"
+    assert plain.message == (
+        f"{path}: 1 invalid row(s); first: {path}:2: text field `text` is empty. Fix them."
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_commands_without_skip_invalid_do_not_suggest_it(
+    tmp_path: Path, run_cli, command: str
+) -> None:
+    (tmp_path / "task.toml").write_text(
+        'name = "t"\n[labels]\npos = "P."\nneg = "N."\n', encoding="utf-8"
+    )
+    write_lines(
+        tmp_path / "data.jsonl",
+        '{"id": "1", "text": "fine", "label": "pos"}',
+        '{"id": "2", "text": ""}',
+    )
+    write_lines(tmp_path / "preds.jsonl", '{"id": "1", "label": "pos"}')
+    args = {
+        "evaluate": ["--test", "data.jsonl", "--system", "p=preds:preds.jsonl", "--out", "report"],
+        "train": ["--data", "data.jsonl", "--out", "model"],
+    }[command]
+
+    result = run_cli(tmp_path, command, "--task", "task.toml", *args)
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "[E105]" in result.stderr and "data.jsonl:2: text field `text` is empty" in result.stderr
+    assert "Fix them." in result.stderr and "--skip-invalid" not in result.stderr

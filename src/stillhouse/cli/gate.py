@@ -32,7 +32,7 @@ def gate(
         bool, typer.Option("--json", help="Print the verdict as JSON (same exit codes).")
     ] = False,
 ) -> None:
-    """Check task.toml [gate] against results.json: exit 0 when every rule passes, 1 otherwise."""
+    """Check task.toml \\[gate] against results.json: exit 0 when every rule passes, 1 otherwise."""
     from stillhouse.evaluate.results import read_results
     from stillhouse.gate import gate as run_gate
     from stillhouse.task import load_task

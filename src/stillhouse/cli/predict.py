@@ -25,7 +25,7 @@ def predict(
     task: Annotated[
         Path | None,
         typer.Option(
-            "--task", "-t", help="task.toml whose [input] fields to read (default text/id)."
+            "--task", "-t", help="task.toml whose \\[input] fields to read (default text/id)."
         ),
     ] = None,
     threads: Annotated[

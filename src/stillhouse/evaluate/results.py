@@ -115,6 +115,7 @@ from typing import Any
 
 from stillhouse.data.io import write_json
 from stillhouse.errors import Errors, fail
+from stillhouse.paths import require_file
 
 SCHEMA_VERSION = 1
 RESULTS_FILE_NAME = "results.json"
@@ -161,10 +162,9 @@ def write_results(results: Results, path: str | Path) -> Path:
 
 
 def read_results(path: str | Path) -> Results:
-    """Read a results.json: E520 if missing, E521 if not one, E522 for another schema version."""
-    path = Path(path)
-    if not path.is_file():
-        raise fail(Errors.E520, path=path)
+    """Read a results.json: E520 if missing, E523 if a folder or device, E521 if not a results
+    file, E522 for another schema version."""
+    path = require_file(Path(path), Errors.E520, Errors.E523)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

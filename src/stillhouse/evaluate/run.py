@@ -112,7 +112,7 @@ def evaluate(
         raise fail(Errors.E504)
     target = default_target_precision(task) if target_precision is None else target_precision
     _check_settings(n_resamples, seed, target)
-    examples = read_examples(test_path, task, require_gold=True).examples
+    examples = read_examples(test_path, task, require_gold=True, offers_skip_invalid=False).examples
     _check_slices(examples, slices)
     perturbations = parse_perturbations(perturbations)
     timing = replace(efficiency or EfficiencySettings(), seed=seed)

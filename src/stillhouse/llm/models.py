@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stillhouse.data.io import write_json
 from stillhouse.errors import Errors, fail
+from stillhouse.paths import require_file, what_is
 from stillhouse.provenance import file_sha256
 
 
@@ -62,8 +63,10 @@ DEFAULT_MODEL = "qwen2.5-0.5b"
 
 def cache_dir() -> Path:
     """Where assembled models and file hashes live: $STILLHOUSE_HOME or ~/.cache/stillhouse."""
-    root = os.environ.get("STILLHOUSE_HOME") or Path.home() / ".cache" / "stillhouse"
-    return Path(root)
+    root = Path(os.environ.get("STILLHOUSE_HOME") or Path.home() / ".cache" / "stillhouse")
+    if root.exists() and not root.is_dir():  # E315, not a writer's "already exists" later
+        raise fail(Errors.E315, path=root, what=what_is(root))
+    return root
 
 
 def _package_dir(import_name: str) -> Path | None:
@@ -188,9 +191,9 @@ def model_statuses() -> list[ModelStatus]:
 
 
 def check_gguf(path: Path) -> Path:
-    """A readable GGUF file or a clear error."""
-    if not path.is_file():
-        raise fail(Errors.E301, path=path)
+    """A readable GGUF file or a clear error (E301 missing, E314 a folder or device, E302 not
+    GGUF)."""
+    require_file(path, Errors.E301, Errors.E314)
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic != b"GGUF":
