@@ -32,7 +32,8 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests bench
 
 test: setup lint
-	$(VENV)/bin/pytest -q
+	# every core, whole modules per worker (module fixtures are built once); slow modules first
+	$(VENV)/bin/pytest -q -n auto --dist loadscope
 
 bench: setup
 	$(PY) bench/annotate.py

@@ -113,3 +113,28 @@ def run_cli(cli_env: dict[str, str]) -> CLI:
         )
 
     return run
+
+
+# The slowest test modules, run first: `make test` runs the suite on every core
+# (pytest-xdist, whole modules per worker), and a long module started last would finish alone.
+SLOW_MODULES_FIRST = (
+    "train/test_train_lora_llm.py",
+    "train/test_train_spans.py",
+    "train/test_train_contrastive.py",
+    "train/test_train_lora_encoder.py",
+    "test_annotate.py",
+    "test_evaluate_llm.py",
+    "audit/test_audit_cli.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.path.relative_to(REPO / "tests").as_posix()
+        return (
+            SLOW_MODULES_FIRST.index(path)
+            if path in SLOW_MODULES_FIRST
+            else len(SLOW_MODULES_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the order within a module and among the rest is kept
