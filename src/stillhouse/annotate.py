@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,10 @@ import numpy as np
 
 from stillhouse.data.io import data_fingerprint, read_examples
 from stillhouse.data.records import Annotation, Example, answer_from_json, answer_to_json
-from stillhouse.data.store import Store
+from stillhouse.data.store import PRIVACY_QUEUE, ReviewItem, Store
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.intervals import wilson_interval
+from stillhouse.guard.privacy import BLOCKED_REASON, PrivacySettings
 from stillhouse.llm.answer import METHODS, LLMAnswer, Method, answer_many, content_free_probs
 from stillhouse.llm.backend import Backend, BackendSettings, open_backend
 from stillhouse.llm.prompts import PROMPT_VERSION, ChatPrompt, build_prompt, prompt_fingerprint
@@ -56,6 +57,10 @@ class AnnotateSummary:
     mean_confidence: float | None
     skipped_rows: list[str] = field(default_factory=list)
     store: str = ""
+    # [privacy] on a remote backend: mode and counts per entity type (never values); the texts
+    # it blocked went to the review queue ``privacy`` and have no annotation.
+    privacy: dict[str, Any] | None = None
+    privacy_blocked: int = 0
 
     @property
     def examples_per_second(self) -> float:
@@ -77,6 +82,9 @@ def backend_settings(task: Task, **overrides: Any) -> BackendSettings:
         "timeout_s": llm.timeout_s,
         "api_key_env": llm.api_key_env,
         "score_tolerance": llm.score_tolerance,
+        "privacy": PrivacySettings(
+            task.privacy.remote, task.privacy.entities, task.privacy.score_threshold
+        ),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return BackendSettings(**values)
@@ -104,6 +112,8 @@ def _cache_key(backend: Backend, prompt: ChatPrompt, task: Task, method: str) ->
             "max_new_tokens": task.llm.max_new_tokens,
             "score_tolerance": getattr(backend, "tolerance", None),
             "version": PROMPT_VERSION,
+            # what was sent depends on the privacy mode (absent for in-process backends)
+            **({"privacy": privacy.mode} if (privacy := _privacy(backend)) else {}),
         }
     )
 
@@ -201,6 +211,8 @@ def _run(
     )
     started = time.perf_counter()
     hits = truncated = 0
+    blocked: list[ReviewItem] = []
+    blocked_count = 0
     # Whatever ends the run, its row says how: finished, interrupted (Ctrl-C) or failed; a run
     # killed outright is marked interrupted by the next start_run.
     status = "failed"
@@ -255,6 +267,10 @@ def _run(
                     )
                 else:
                     result = computed[position]
+                    if result.info.get("privacy_blocked"):
+                        # not sent, so no answer: a person looks at it instead
+                        blocked.append(_blocked_item(example.id, result.info["pii"]))
+                        continue
                     fresh.append(
                         (
                             key,
@@ -287,6 +303,10 @@ def _run(
                     )
                 )
             store.add_annotations(annotations, task.kind, run_id=run_id, cache=fresh)
+            if blocked:
+                store.add_to_review_queue(PRIVACY_QUEUE, blocked)
+                blocked_count += len(blocked)
+                blocked = []
             if progress:
                 progress(start + len(batch), len(todo))
         status = "finished"
@@ -303,7 +323,7 @@ def _run(
                 method,
                 model_spec,
                 run_id,
-                len(todo),
+                len(todo) - blocked_count,
                 len(targets) - len(todo),
                 hits,
                 time.perf_counter() - started,
@@ -311,6 +331,9 @@ def _run(
                 skipped,
                 backend,
             )
+            privacy = getattr(backend, "privacy", None)
+            if privacy is not None:
+                summary = replace(summary, privacy=privacy.record(), privacy_blocked=blocked_count)
             store.finish_run(
                 run_id, status, {k: v for k, v in summary.__dict__.items() if k != "skipped_rows"}
             )
@@ -392,3 +415,16 @@ def _matches(answer: Any, gold: Any, kind: str) -> bool:
     if kind == "multilabel":
         return set(answer) == set(gold)
     return {(s.start, s.end, s.label) for s in answer} == {(s.start, s.end, s.label) for s in gold}
+
+
+def _blocked_item(example_id: str, counts: dict[str, int]) -> ReviewItem:
+    """The review-queue entry of a text ``[privacy] remote = "block"`` kept from the server:
+    the reason and the entity types found (never their values)."""
+    found = ", ".join(f"{entity} {count}" for entity, count in sorted(counts.items()))
+    return ReviewItem(example_id, 0, 1.0, [f"{BLOCKED_REASON}: {found}"])
+
+
+def _privacy(backend: Backend) -> Any:
+    """The backend's privacy filter when it changes what is sent (remote, mode not ``allow``)."""
+    privacy = getattr(backend, "privacy", None)
+    return privacy if privacy is not None and privacy.mode != "allow" else None

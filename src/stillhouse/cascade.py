@@ -178,7 +178,12 @@ class Cascade:
                 if not last and confidence < stage.threshold:  # type: ignore[operator]
                     passed_on.append(position)
                     continue
-                abstain = last and stage.threshold is not None and confidence < stage.threshold
+                # the last stage abstains below its threshold, or of its own accord (an LLM
+                # stage whose text [privacy] kept from the server)
+                abstain = last and (
+                    (stage.threshold is not None and confidence < stage.threshold)
+                    or prediction.info.get("abstained") is True
+                )
                 info: dict[str, Any] = {
                     "stage": stage.name,
                     "stage_index": index,

@@ -346,6 +346,205 @@ class Errors:
         "The {count} training example(s) from {source} leave no held-out example for "
         "calibration and metrics (--holdout {holdout:g}); label more examples."
     )
+    # `stillhouse serve`: starting the server (E800–E809)
+    E800 = (
+        "--system `{spec}`: a predictions file cannot be served (it holds answers for known "
+        "texts only); serve NAME=model:DIR, NAME=llm:MODEL or NAME=cascade:STAGE@T,...,STAGE."
+    )
+    E801 = (
+        "No system to serve: pass --system NAME=model:DIR (repeatable), or name them in "
+        '{path} under [serve.systems], e.g. fast = "cascade:model:models/linear@0.9,'
+        'llm:qwen2.5-0.5b@0.6".'
+    )
+    E802 = (
+        "--host {host} is reachable from other machines and no token is set, so anyone who can "
+        "reach it could use the API: give --token-file FILE (or set STILLHOUSE_TOKEN), or pass "
+        "--insecure to serve it open on purpose."
+    )
+    E803 = "Token file {path} does not exist; write the token into a file and give its path."
+    E804 = "Token file {path} is {what}, not a regular file; give the file that holds the token."
+    E805 = "{source} is empty; a token needs at least one character that is not a space."
+    E806 = "Cannot listen on {host}:{port}: {detail}. Stop what uses it or choose another --port."
+    E807 = "Serve setting {what} must be {expected}; got {value!r}."
+    E808 = (
+        "--token-file {path}: the token holds {what}; an HTTP header cannot carry it. Use "
+        "printable ASCII characters only."
+    )
+    # `stillhouse serve`: what a request is answered with (E810–E829, JSON {"error": ...})
+    E810 = (
+        "Missing or wrong bearer token: send the header `Authorization: Bearer <token>` with the "
+        "server's token (every endpoint but /healthz and /readyz needs it)."
+    )
+    E811 = (
+        "The request body is larger than the limit of {limit} bytes; send fewer or shorter "
+        "texts per request."
+    )
+    E812 = 'The request body is not valid JSON ({detail}); send e.g. {{"text": "..."}}.'
+    E813 = "The request body is not valid UTF-8 (byte {offset}); send JSON encoded as UTF-8."
+    E814 = "{field}: expected {expected}, got {got}."
+    E815 = "{field}: the text is empty or only spaces; send at least one other character."
+    E816 = (
+        "{field}: the text has {length} characters, more than the limit of {limit}; shorten it "
+        "or split it."
+    )
+    E817 = (
+        "texts: {count} texts, more than the limit of {limit} per request; send them in several "
+        "requests."
+    )
+    E818 = "system: unknown system {name!r}; this server serves: {names}."
+    E819 = "k: {value!r} is not a number of labels from 1 to {limit}."
+    E820 = 'The request needs exactly one of "text" (a string) or "texts" (a list of strings); it has {has}.'
+    E821 = (
+        '{field}: unknown field; a request has "text" or "texts", and optionally "system" and "k".'
+    )
+    E822 = "texts: the list is empty; send at least one text."
+    E823 = "Not ready yet: {detail}. GET /readyz answers 200 once every model is loaded and warm."
+    E824 = (
+        "The prediction took longer than the request timeout of {timeout:g} s; send fewer texts "
+        "per request, or raise [serve].timeout_s."
+    )
+    E825 = "No endpoint {method} {path}; see /openapi.json for the endpoints."
+    E826 = "{path} does not answer {method}; it answers: {allowed}."
+    E827 = (
+        "Internal error while answering ({kind}); nothing was changed. The server's log has the "
+        "details."
+    )
+    E828 = "Reload failed, the models in service are kept: {detail}"
+    E829 = "{detail} (HTTP {status})."
+    # the prediction log and `stillhouse monitor` (E830–E859)
+    E830 = (
+        "Prediction log policy {policy!r} is not one of: `all`, `none`, or `sample:P` with "
+        "0 < P ≤ 1 (e.g. sample:0.1 logs one prediction in ten)."
+    )
+    E831 = (
+        "{option} {value!r} is not a date or time; write e.g. 2026-12-01, 2026-12-01T08:00 or "
+        "2026-12-01T08:00:00+02:00 (a time without an offset is UTC)."
+    )
+    E832 = "--until {until} is not after --since {since}; the window would be empty."
+    E833 = (
+        "Store {path} has no logged predictions{window}{holds}. Widen or drop "
+        "--since/--until, or check that the server logs predictions (its log policy is not "
+        "`none`)."
+    )
+    E834 = (
+        "System `{name}` has no logged predictions in store {path}{window}; systems there: "
+        "{names}. Pass one of them with --system."
+    )
+    E835 = (
+        "Store {path} holds logged predictions of several systems{window}: {names}; pick the "
+        "one to monitor with --system."
+    )
+    E836 = (
+        "--baseline {path}: {detail}. A baseline is the test set (.jsonl, .json, .csv or "
+        ".parquet with labels), the model's predictions on it (the .jsonl that `stillhouse "
+        "predict` writes) or a results.json from `stillhouse evaluate`."
+    )
+    E837 = (
+        "--baseline {path} and --baseline {other} are both {kind}; give at most one test set, "
+        "one predictions file and one results.json."
+    )
+    E838 = (
+        "--baseline {path} does not exist; give the test set, the model's predictions on it "
+        "(`stillhouse predict`) or a results.json (`stillhouse evaluate`)."
+    )
+    E839 = (
+        "Baseline {path} was made for task `{found}`, but {task} is task `{expected}`; use a "
+        "baseline of this task."
+    )
+    E840 = (
+        "--first-stage `{stage}` answered no logged prediction in the window; stages there: "
+        "{stages}."
+    )
+    E841 = "Monitor file {path} does not exist; write one with `stillhouse monitor ... --out DIR`."
+    E842 = (
+        "Monitor file {path} is {what}, not a regular file; give the monitor.json that "
+        "`stillhouse monitor ... --out DIR` wrote (DIR/monitor.json)."
+    )
+    E843 = "{path}: not a stillhouse monitor file ({detail})."
+    E844 = (
+        "{path}: monitor schema version {found}, this stillhouse reads version {expected}; run "
+        "`stillhouse monitor` again to regenerate it."
+    )
+    E845 = (
+        "{path} monitors task `{found}` ({found_kind}, labels {found_labels}), but {task} is "
+        "task `{expected}` ({kind}, labels {labels}); run `stillhouse monitor` with this task."
+    )
+    E846 = (
+        "gate needs something to check: --results results.json (from `stillhouse evaluate`), "
+        "--monitor monitor.json (from `stillhouse monitor`), or both."
+    )
+    E847 = (
+        "{path}: [gate] has no rule that reads {document} ({rules} do); add one, e.g. "
+        "{example}, or leave out {option}."
+    )
+    E848 = (
+        "--baseline {path} is {what}, not a regular file; give the test set, the model's "
+        "predictions on it or a results.json."
+    )
+    # `stillhouse review` (E860–E889): the command line, then what the review page is told
+    E860 = (
+        "Unknown review queue `{value}`; use one of: auto (abstentions and likely label errors, "
+        "then LLM–human disagreements, then the least sure), uncertain, audit, disagreement, "
+        "abstained, random."
+    )
+    E861 = (
+        "Store {path} does not exist: there is nothing to review yet. Label texts with "
+        "`stillhouse annotate` first, or give the texts to review with --input FILE; no file "
+        "was made."
+    )
+    E862 = "Queue `{queue}` has nothing to review in store {path}: {advice}; nothing was started."
+    E863 = (
+        "--host {host} lets other machines reach the review page, so it needs a token: give "
+        "--token-file FILE (reviewers log in with the secret it holds), or keep the default "
+        "--host 127.0.0.1; nothing was started."
+    )
+    E864 = (
+        "--token-file {path}: {problem}. Put one secret of at least {minimum} characters on its "
+        'first line, e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))" > '
+        "{path}`; nothing was started."
+    )
+    E865 = (
+        "Port {port} on {host} is already in use ({detail}); pick another --port (--port 0 "
+        "takes a free one) or stop the program that holds it; nothing was started."
+    )
+    E866 = (
+        "Cannot listen on {host} port {port} ({detail}); give an address of this machine "
+        "(127.0.0.1, ::1, 0.0.0.0 or one of its interfaces) and a free --port (0 takes one); "
+        "nothing was started."
+    )
+    E867 = "Review setting {what} must be {expected}, got {value!r}."
+    E868 = (
+        "{what} {name!r} is not a usable reviewer name: {problem}. A name is 1–{maximum} "
+        "characters without control characters, e.g. alice."
+    )
+    E869 = "{option} {detail}; leave it out."
+    E870 = "The review page's files are missing ({path}); reinstall stillhouse (`make setup`)."
+    E880 = (
+        "Wrong token; ask whoever started `stillhouse review` for the secret in its --token-file."
+    )
+    E881 = (
+        "Log in first: this review page needs the token from the --token-file it was started with."
+    )
+    E882 = (
+        "Refused: the request came from {origin}, not from this review page ({expected}); "
+        "reviews are changed only from the page itself."
+    )
+    E883 = "Refused: the request has no valid CSRF token (the page is stale); reload the page."
+    E884 = "Example {id!r} is not in this review."
+    E885 = "Label {label!r} is not one of the task's labels."
+    E886 = "Bad decision for example {id!r}: {detail}."
+    E887 = "Nothing to undo: none of your last {limit} decisions is left to take back."
+    E888 = (
+        "Tell the page your name first (each reviewer's answers are stored under their name), or "
+        "start the review with --annotator NAME."
+    )
+    E889 = (
+        "Host {host!r} is not this review server's address; open the page at {expected} (a "
+        "loopback server answers only to its own names)."
+    )
+
+    # guard: prompt-injection detection
+    E900 = "{option} must be {expected}, got {value!r}."
 
 
 def fail(template: str, **fields: object) -> StillhouseError:

@@ -1,4 +1,5 @@
-"""gate: the production contract of task.toml ``[gate]``, checked against a results.json.
+"""gate: the production contract of task.toml ``[gate]``, checked against a results.json and/or
+a monitor.json.
 
 Each rule gives one :class:`GateRow`: what was measured, the threshold, the verdict and why. A
 rule whose measurement is not in results.json fails ("not measured in results.json"), never
@@ -15,6 +16,17 @@ classification-only families read as not measured. Rules (task.GATE_RULES)::
     min_worst_slice_accuracy = 0.80      # lowest accuracy of any --slice group ≥ it
     no_significant_regression = true     # vs --baseline: accuracy not significantly lower
 
+Rules that read a monitor.json (``stillhouse monitor``: the served system's logged predictions)::
+
+    max_label_psi = 0.25                 # PSI of the predicted labels vs the baseline ≤ it
+    max_abstention_rate = 0.10           # share of logged predictions abstained on ≤ it
+    min_estimated_accuracy = 0.85        # accuracy estimated from calibrated confidences ≥ it
+
+Each document checks the rules that read it: with ``--results`` only, the monitor rules are
+listed as not checked (``GateReport.not_checked``), and the reverse; a document given that no
+rule reads is an error (E847), as is giving neither (E846). A monitor rule whose value
+monitor.json lacks fails ("not measured in monitor.json"), as for results.json.
+
 Point estimates are compared with the thresholds; the reason shows the 95% interval too.
 """
 
@@ -29,10 +41,13 @@ import numpy as np
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.paired import mcnemar_exact
 from stillhouse.evaluate.results import Results
+from stillhouse.monitor.report import Monitor
 from stillhouse.task import GATE_RULES, Task
 
 ALPHA = 0.05
 NOT_MEASURED = "not measured in results.json"
+NOT_MEASURED_MONITOR = "not measured in monitor.json"
+MONITOR_RULES = ("max_label_psi", "max_abstention_rate", "min_estimated_accuracy")
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,8 @@ class GateReport:
 
     system: str
     rows: tuple[GateRow, ...]
+    # enabled rules that read a document not given (monitor rules without --monitor, …)
+    not_checked: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -72,29 +89,101 @@ class _Context:
 
 
 def gate(
-    task: Task, results: Results, baseline: Results | None = None, system: str | None = None
+    task: Task,
+    results: Results | None,
+    baseline: Results | None = None,
+    system: str | None = None,
+    *,
+    monitor: Monitor | None = None,
 ) -> GateReport:
-    """Check ``task.gate`` against ``results`` for ``system`` (default: its first system).
+    """Check ``task.gate`` against ``results`` for ``system`` (default: its first system), and
+    its monitor rules against ``monitor``.
 
     ``baseline``: the results the ``no_significant_regression`` rule compares with; it must have
-    been computed on the same test data (E532). Bad input raises: E004 (a rule's value), E530
-    (no rules), E531 (unknown system), E533 (other labels), E538 (another task kind).
+    been computed on the same test data (E532). ``system`` names a system of ``results``; with
+    ``monitor`` alone, the monitored one. Bad input raises: E004 (a rule's value), E530 (no
+    rules), E531 (unknown system), E533 (other labels), E538 (another task kind), E845 (a
+    monitor.json of another task), E846 (neither document), E847 (a document no rule reads).
     """
     rules = _rules(task)
-    if results.task.get("kind", "classify") != task.kind:
-        found = results.task.get("kind")
-        raise fail(Errors.E538, path=results.where, found=found, task=task.path, kind=task.kind)
-    if results.task.get("labels") != task.label_names:
-        raise fail(
-            Errors.E533,
-            path=results.where,
-            found=results.task.get("labels"),
-            expected=task.label_names,
-            task=task.path,
-        )
+    result_rules = [(rule, value) for rule, value in rules if rule not in MONITOR_RULES]
+    monitor_rules = [(rule, value) for rule, value in rules if rule in MONITOR_RULES]
+    if results is None and monitor is None:
+        raise fail(Errors.E846)
+    if baseline is not None and results is None:
+        expected = "given with --results (the no_significant_regression rule compares the two)"
+        raise fail(Errors.E515, what="--baseline", expected=expected, value=str(baseline.where))
+    results_only = [rule for rule in GATE_RULES if rule not in MONITOR_RULES]
+    for given, wanted, names, document, option, example in (
+        (results, result_rules, results_only, "results.json", "--results", "min_accuracy = 0.9"),
+        (
+            monitor,
+            monitor_rules,
+            MONITOR_RULES,
+            "monitor.json",
+            "--monitor",
+            "max_label_psi = 0.25",
+        ),
+    ):
+        if given is not None and not wanted:
+            raise fail(
+                Errors.E847,
+                path=task.path,
+                document=document,
+                rules=", ".join(names),
+                example=example,
+                option=option,
+            )
+    rows: list[GateRow] = []
+    name = None
+    if results is not None:
+        name, result_rows = _check_results(task, results, baseline, system, result_rules)
+        rows += result_rows
+    if monitor is not None:
+        _check_monitor_task(task, monitor)
+        if results is None:
+            if system is not None and system != monitor.system:
+                raise fail(Errors.E531, name=system, path=monitor.where, names=monitor.system)
+            name = monitor.system
+        rows += [_MONITOR_CHECKS[rule](value, monitor) for rule, value in monitor_rules]
+    not_checked = [rule for rule, _ in result_rules if results is None]
+    not_checked += [rule for rule, _ in monitor_rules if monitor is None]
+    assert name is not None
+    return GateReport(name, tuple(rows), tuple(not_checked))
+
+
+def _check_results(
+    task: Task,
+    results: Results,
+    baseline: Results | None,
+    system: str | None,
+    rules: list[tuple[str, Any]],
+) -> tuple[str, list[GateRow]]:
+    results.check_made_for(task)
     name, measured = results.system(system)
     context = _Context(name, measured, results, baseline)
-    return GateReport(name, tuple(_CHECKS[rule](value, context) for rule, value in rules))
+    return name, [_CHECKS[rule](value, context) for rule, value in rules]
+
+
+def _check_monitor_task(task: Task, monitor: Monitor) -> None:
+    """E845 unless ``monitor`` was made for ``task`` (name, kind and labels)."""
+    found = monitor.document["task"]
+    if (found.get("name"), found.get("kind"), found.get("labels")) != (
+        task.name,
+        task.kind,
+        task.label_names,
+    ):
+        raise fail(
+            Errors.E845,
+            path=monitor.where,
+            found=found.get("name"),
+            found_kind=found.get("kind"),
+            found_labels=found.get("labels"),
+            task=task.path,
+            expected=task.name,
+            kind=task.kind,
+            labels=task.label_names,
+        )
 
 
 def _rules(task: Task) -> list[tuple[str, Any]]:
@@ -128,6 +217,9 @@ def _value_problem(rule: str, value: Any) -> str | None:
     if rule == "max_p95_latency_ms":
         ok = _is_number(value) and value > 0
         return None if ok else f"expected a number of milliseconds > 0, got {value!r}"
+    if rule == "max_label_psi":
+        ok = _is_number(value) and 0 <= value < float("inf")
+        return None if ok else f"expected a PSI ≥ 0 (0.1 moderate, 0.25 major shift), got {value!r}"
     ok = _is_number(value) and 0 <= value <= 1
     return None if ok else f"expected a share between 0 and 1 (not a percentage), got {value!r}"
 
@@ -276,6 +368,68 @@ def _why_absent(context: _Context, section: str, how_to_measure: str) -> str:
     """evaluate's reason for leaving ``section`` out, else how to measure it."""
     return (context.system.get("not_measured") or {}).get(section, how_to_measure)
 
+
+# --- monitor.json rules ----------------------------------------------------------------------
+
+
+def _max_label_psi(value: float, monitor: Monitor) -> GateRow:
+    rule, condition = "max_label_psi", f"≤ {value:.3f}"
+    shift = monitor.section("label_shift")
+    if shift is None:
+        why = monitor.why_not_measured("label_shift", "run monitor with --baseline")
+        return _not_measured_monitor(rule, value, condition, why)
+    psi, passed = shift["psi"], shift["psi"] <= value
+    chi = shift.get("chi_square") or {}
+    noise = shift.get("expected_without_shift")
+    reason = (
+        f"label PSI of `{monitor.system}` {psi:.3f} ({shift.get('level')}; "
+        + (f"≈{noise:.3f} from sampling noise alone, " if noise is not None else "")
+        + f"chi-square p={chi.get('p_value', float('nan')):.3g}; "
+        f"{shift.get('window_answers')} answers vs {shift.get('baseline_answers')}) "
+        f"{'≤' if passed else '>'} {value:.3f}"
+    )
+    return GateRow(rule, psi, value, condition, passed, reason)
+
+
+def _max_abstention_rate(value: float, monitor: Monitor) -> GateRow:
+    rule, condition = "max_abstention_rate", f"≤ {value:.3f}"
+    abstention = monitor.section("abstention")
+    rate = abstention["rate"]
+    passed = rate["estimate"] <= value
+    predictions = monitor.document["window"].get("predictions")
+    reason = (
+        f"abstention rate of `{monitor.system}` {rate['estimate']:.3f} (95% CI "
+        f"{rate['low']:.3f}–{rate['high']:.3f}; {abstention.get('count')} of {predictions} "
+        f"predictions) {'≤' if passed else '>'} {value:.3f}"
+    )
+    return GateRow(rule, rate["estimate"], value, condition, passed, reason)
+
+
+def _min_estimated_accuracy(value: float, monitor: Monitor) -> GateRow:
+    rule, condition = "min_estimated_accuracy", f"≥ {value:.3f}"
+    estimate = monitor.section("estimated_accuracy")
+    if estimate is None:
+        why = monitor.why_not_measured("estimated_accuracy", "the system logs no confidences")
+        return _not_measured_monitor(rule, value, condition, why)
+    passed = estimate["estimate"] >= value
+    reason = (
+        f"estimated accuracy of `{monitor.system}` {estimate['estimate']:.3f} (95% "
+        f"{estimate['low']:.3f}–{estimate['high']:.3f}, from the calibrated confidences of "
+        f"{estimate.get('n')} predictions; abstentions count as errors) "
+        f"{'≥' if passed else '<'} {value:.3f}"
+    )
+    return GateRow(rule, estimate["estimate"], value, condition, passed, reason)
+
+
+def _not_measured_monitor(rule: str, value: Any, condition: str, detail: str) -> GateRow:
+    return GateRow(rule, None, value, condition, False, f"{NOT_MEASURED_MONITOR} ({detail})")
+
+
+_MONITOR_CHECKS: dict[str, Callable[[Any, Monitor], GateRow]] = {
+    "max_label_psi": _max_label_psi,
+    "max_abstention_rate": _max_abstention_rate,
+    "min_estimated_accuracy": _min_estimated_accuracy,
+}
 
 _CHECKS: dict[str, Callable[[Any, _Context], GateRow]] = {
     "min_accuracy": _at_least("min_accuracy", "accuracy", "accuracy"),

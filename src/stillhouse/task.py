@@ -40,6 +40,10 @@ GATE_RULES = (
     "max_flip_rate",
     "min_worst_slice_accuracy",
     "no_significant_regression",
+    # read from monitor.json (`stillhouse monitor`), not results.json
+    "max_label_psi",
+    "max_abstention_rate",
+    "min_estimated_accuracy",
 )
 
 
@@ -116,6 +120,67 @@ class LLMSettings(_Strict):
     score_tolerance: float = Field(default=0.05, ge=0.0, lt=1.0)
 
 
+class PrivacySection(_Strict):
+    """What happens to personal data in texts sent to an OpenAI-compatible server (see
+    :mod:`stillhouse.guard.privacy`): ``remote`` is ``pseudonymize`` (placeholders, restored in
+    span answers), ``redact`` (type markers, no way back), ``block`` (the text is not sent; it
+    goes to the review queue ``privacy``) or ``allow``. Unset: ``pseudonymize`` for a server
+    that is not on this machine, ``allow`` for a loopback one. ``entities`` are the Presidio
+    types looked for (unset: the identifying ones); ``score_threshold`` the lowest score kept."""
+
+    remote: Literal["pseudonymize", "redact", "block", "allow"] | None = None
+    entities: tuple[str, ...] | None = None
+    score_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, entities: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from stillhouse.guard.pii_recognizers import KNOWN_ENTITIES
+
+        if entities is None:
+            return None
+        if not entities:
+            raise ValueError("give at least one entity type, or leave the key out")
+        unknown = [name for name in entities if name not in KNOWN_ENTITIES]
+        if unknown:
+            raise ValueError(
+                f"unknown entity type {unknown[0]!r}; known: {', '.join(KNOWN_ENTITIES)}"
+            )
+        return entities
+
+
+class ServeSection(_Strict):
+    """How `stillhouse serve` serves the task: the systems (NAME = "SOURCE:VALUE" as --system
+    takes them, the first the default; paths relative to task.toml's folder), batching, request
+    limits and the prediction log (the command line overrides batching and logging)."""
+
+    systems: dict[str, str] = Field(default_factory=dict)
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    max_texts: int = Field(default=256, ge=1)
+    max_text_chars: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    timeout_s: float = Field(default=30.0, gt=0)
+    top_k: int = Field(default=5, ge=1)
+    log_predictions: str = "all"
+    log_texts: bool = False
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("systems")
+    @classmethod
+    def _specs(cls, systems: dict[str, str]) -> dict[str, str]:
+        for name, spec in systems.items():
+            if not name.strip() or "=" in name:
+                raise ValueError(f"system name {name!r} is empty or holds `=`")
+            source, colon, value = spec.partition(":")
+            if not (source and colon and value.strip()):
+                raise ValueError(
+                    f"system {name!r}: {spec!r} is not SOURCE:VALUE (model:DIR, llm:MODEL or "
+                    "cascade:STAGE@T,...,STAGE)"
+                )
+        return systems
+
+
 class Task(_Strict):
     name: str = Field(min_length=1)
     kind: Literal["classify", "multilabel", "spans"] = "classify"
@@ -126,6 +191,8 @@ class Task(_Strict):
     languages: tuple[str, ...] = ("en",)
     llm: LLMSettings = LLMSettings()
     gate: dict[str, Any] = Field(default_factory=dict)
+    serve: ServeSection = ServeSection()
+    privacy: PrivacySection = PrivacySection()
     # Where the task was loaded from; the store lives next to it.
     path: Path | None = Field(default=None, exclude=True)
 

@@ -541,6 +541,18 @@ TASK_ERRORS = [
         ("examples[0]", "'happy'"),
     ),
     (
+        "privacy-mode-unknown",
+        append("{task}", '\n[privacy]\nremote = "encrypt"\n'),
+        "E003",
+        ("privacy.remote", "'encrypt'"),
+    ),
+    (
+        "privacy-entity-unknown",
+        append("{task}", '\n[privacy]\nentities = ["PERSON", "SHOE_SIZE"]\n'),
+        "E003",
+        ("privacy.entities", "'SHOE_SIZE'"),
+    ),
+    (
         "path-key",
         edit("{task}", 'kind = "classify"', 'kind = "classify"\npath = "x"'),
         "E004",
@@ -901,7 +913,16 @@ CASES += [
 ]
 CASES += task_path_cases("annotate", ANNOTATE)
 CASES += task_error_cases(
-    "annotate", ANNOTATE, ["toml-syntax", "name-missing", "unknown-key", "input-text-empty"]
+    "annotate",
+    ANNOTATE,
+    [
+        "toml-syntax",
+        "name-missing",
+        "unknown-key",
+        "input-text-empty",
+        "privacy-mode-unknown",
+        "privacy-entity-unknown",
+    ],
 )
 CASES += bad_data_cases(
     "annotate",
@@ -2353,6 +2374,696 @@ CASES += missing_and_odd_paths(
     "audit --task {task} --data {path} --checks duplicates,text --out {out}",
     "E101",
     "E108",
+)
+
+# --- review ---------------------------------------------------------------------------------
+# Every refusal comes before the server listens (a case that served would wait for Ctrl-C).
+REVIEW = "review --task {task} --port 0"
+CASES += [
+    Case("review-help", "review --help", exit=0, says=("Usage", "--overlap", "--stats")),
+    Case("review-stats-ok", "review --task {task} --stats", exit=0, says=("reviewed",)),
+    Case(
+        "review-stats-json-ok", "review --task {task} --stats --json", exit=0, says=('"reviewers"',)
+    ),
+    Case("review-queue-unknown", REVIEW + " --queue bogus", code="E860", says=("bogus", "auto")),
+    Case("review-overlap-above-one", REVIEW + " --overlap 1.5", code="E867", says=("--overlap",)),
+    Case("review-overlap-text", REVIEW + " --overlap half", says=("--overlap",)),
+    Case(
+        "review-port-out-of-range",
+        "review --task {task} --port 70000",
+        code="E867",
+        says=("--port",),
+    ),
+    Case(
+        "review-host-without-token", REVIEW + " --host 0.0.0.0", code="E863", says=("--token-file",)
+    ),
+    Case(
+        "review-token-file-missing",
+        REVIEW + " --host 0.0.0.0 --token-file {root}/token.txt",
+        code="E864",
+        says=("{root}/token.txt",),
+    ),
+    Case(
+        "review-token-file-short",
+        REVIEW + " --token-file {root}/token.txt",
+        code="E864",
+        says=("{root}/token.txt", "16"),
+        setup=write("{root}/token.txt", "short\n"),
+    ),
+    Case(
+        "review-token-file-is-a-folder",
+        REVIEW + " --token-file {taskdir}",
+        code="E864",
+        says=("{taskdir}", "folder"),
+    ),
+    Case("review-annotator-blank", REVIEW + " --annotator ' '", code="E868", says=("--annotator",)),
+    Case(
+        "review-stats-with-queue",
+        "review --task {task} --stats --queue audit",
+        code="E869",
+        says=("--queue", "--stats"),
+    ),
+    Case("review-json-without-stats", REVIEW + " --json", code="E869", says=("--json",)),
+    Case(
+        "review-audit-queue-empty",
+        REVIEW + " --queue audit",
+        code="E862",
+        says=("audit", "{store}"),
+    ),
+    Case(
+        "review-abstained-queue-empty", REVIEW + " --queue abstained", code="E862", says=("serve",)
+    ),
+    Case(
+        "review-no-store",
+        REVIEW,
+        code="E861",
+        says=("{store}", "--input"),
+        setup=remove("{store}"),
+    ),
+    Case(
+        "review-stats-no-store",
+        "review --task {task} --stats",
+        code="E204",
+        says=("{store}",),
+        setup=remove("{store}"),
+    ),
+    Case(
+        "review-input-changed-text",
+        REVIEW + " --input {root}/changed.jsonl",
+        code="E207",
+        says=("{store}",),
+        setup=changed_text_for_stored_id,
+    ),
+    Case(
+        "review-store-renamed-label",
+        "review --task {task} --stats",
+        code="E206",
+        says=("positive", "pleased"),
+        setup=rename_label,
+    ),
+]
+CASES += task_path_cases("review", "review --task {task} --stats")
+CASES += bad_data_cases(
+    "review",
+    REVIEW + " --input {bad}",
+    ["invalid-json-line", "missing-text", "bad-utf8", "empty-file", "unsupported-suffix"],
+)
+CASES += missing_and_odd_paths("review", REVIEW + " --input {path}", "E101", "E108")
+
+# --- serve ----------------------------------------------------------------------------------
+# Every case must fail before the server binds its port: a case that started would serve forever.
+SERVE = "serve --task {task} --system m=model:{model} --port 0"
+CASES += [
+    Case("serve-help", "serve --help", exit=0, says=("Usage", "--token-file")),
+    Case("serve-no-system", "serve --task {task} --port 0", code="E801", says=("--system",)),
+    Case(
+        "serve-system-preds-refused",
+        SERVE + " --system p=preds:{preds}",
+        code="E800",
+        says=("p=preds:{preds}",),
+    ),
+    Case(
+        "serve-system-no-name",
+        "serve --task {task} --system model:{model} --port 0",
+        code="E502",
+        says=("model:{model}",),
+    ),
+    Case("serve-system-twice", SERVE + " --system m=model:{model}", code="E517", says=("`m`",)),
+    Case(
+        "serve-system-unknown-source",
+        "serve --task {task} --system x=magic:thing --port 0",
+        code="E502",
+        says=("x=magic:thing", "magic"),
+    ),
+    Case(
+        "serve-model-missing",
+        "serve --task {task} --system m=model:{root}/nowhere --port 0",
+        code="E720",
+        says=("{root}/nowhere",),
+    ),
+    Case(
+        "serve-model-no-manifest",
+        SERVE,
+        code="E721",
+        says=("{model}", "manifest.json"),
+        setup=remove("{model}/manifest.json"),
+    ),
+    Case(
+        "serve-open-host-without-token",
+        SERVE + " --host 0.0.0.0",
+        code="E802",
+        says=("0.0.0.0", "--insecure", "--token-file"),
+    ),
+    Case(
+        "serve-token-file-missing",
+        SERVE + " --token-file {root}/token.txt",
+        code="E803",
+        says=("{root}/token.txt",),
+    ),
+    Case(
+        "serve-token-file-is-a-folder",
+        SERVE + " --token-file {root}/data",
+        code="E804",
+        says=("{root}/data",),
+    ),
+    Case(
+        "serve-token-file-empty",
+        SERVE + " --token-file {root}/token.txt",
+        code="E805",
+        says=("{root}/token.txt",),
+        setup=write("{root}/token.txt", "  \n"),
+    ),
+    Case(
+        "serve-token-file-with-a-space",
+        SERVE + " --token-file {root}/token.txt",
+        code="E808",
+        says=("{root}/token.txt", "spaces"),
+        setup=write("{root}/token.txt", "two words\n"),
+    ),
+    Case(
+        "serve-token-variable-empty",
+        SERVE,
+        code="E805",
+        says=("STILLHOUSE_TOKEN",),
+        env={"STILLHOUSE_TOKEN": " "},
+    ),
+    Case("serve-workers-zero", SERVE + " --workers 0", code="E807", says=("--workers",)),
+    Case(
+        "serve-threads-beyond-cores",
+        SERVE + " --threads 4096",
+        code="E807",
+        says=("--threads", "workers × threads ≤ cores"),
+    ),
+    Case("serve-port-too-big", SERVE + " --port 70000", code="E807", says=("--port", "70000")),
+    Case("serve-max-batch-zero", SERVE + " --max-batch 0", code="E807", says=("--max-batch",)),
+    Case(
+        "serve-max-wait-negative",
+        SERVE + " --max-wait-ms -1",
+        code="E807",
+        says=("--max-wait-ms",),
+    ),
+    Case(
+        "serve-log-policy-unknown",
+        SERVE + " --log-predictions most",
+        code="E830",
+        says=("most",),
+    ),
+    Case(
+        "serve-log-sample-above-one",
+        SERVE + " --log-predictions sample:2",
+        code="E830",
+        says=("sample:2",),
+    ),
+    Case(
+        "serve-section-key-unknown",
+        "serve --task {task} --port 0",
+        code="E003",
+        says=("{task}", "max_bach"),
+        setup=append("{task}", "\n[serve]\nmax_bach = 8\n"),
+    ),
+    Case(
+        "serve-section-system-not-a-spec",
+        "serve --task {task} --port 0",
+        code="E003",
+        says=("{task}", "fast"),
+        setup=append("{task}", '\n[serve.systems]\nfast = "linear"\n'),
+    ),
+    Case(
+        "serve-section-model-missing",
+        "serve --task {task} --port 0",
+        code="E720",
+        says=("{taskdir}/models/none",),
+        setup=append("{task}", '\n[serve.systems]\nfast = "model:models/none"\n'),
+    ),
+    Case(
+        "serve-section-preds-refused",
+        "serve --task {task} --port 0",
+        code="E800",
+        says=("preds:",),
+        setup=append("{task}", '\n[serve.systems]\nfile = "preds:../preds/test.jsonl"\n'),
+    ),
+]
+CASES += task_path_cases("serve", SERVE)
+CASES += task_error_cases("serve", SERVE, ["toml-syntax", "kind-unknown"])
+
+# --- monitor (and the gate rules that read monitor.json) -----------------------------------------
+MONITOR = "monitor --task {task} --baseline {test} --baseline {preds} --out {out}"
+MONITOR_JSON = "{root}/reports/monitor/monitor.json"
+MONITOR_RULES = "max_label_psi = 0.25\nmax_abstention_rate = 0.5\nmin_estimated_accuracy = 0.1\n"
+# the logged traffic's first time: 2026-11-01T00:00Z, one prediction a minute
+LOGGED_FROM = 1_793_491_200.0
+
+
+def logged(*systems: str, texts: bool = True) -> Setup:
+    """The template model's answers on {test}, logged through the serve app's PredictionLog as
+    each of ``systems`` (default ``linear``), as a server would."""
+
+    def setup(ws: Workspace) -> None:
+        from stillhouse.serve.prediction_log import LoggedPrediction, PredictionLog
+        from stillhouse.task import load_task
+        from stillhouse.train import load_model
+
+        task, model = load_task(ws["task"]), load_model(ws["model"])
+        rows = [json.loads(line) for line in ws["test"].read_text(encoding="utf-8").splitlines()]
+        probs = model.probabilities([row["text"] for row in rows])
+        with PredictionLog(task, log_texts=texts) as log:
+            for system in systems or ("linear",):
+                log.record(
+                    [
+                        LoggedPrediction(
+                            LOGGED_FROM + 60 * i, system, "v1", row["text"],
+                            model.labels[int(p.argmax())], None, float(p.max()), None, False,
+                            1.0,
+                        )
+                        for i, (row, p) in enumerate(zip(rows, probs, strict=True))
+                    ]
+                )  # fmt: skip
+
+    return setup
+
+
+def monitored(baseline: bool = True) -> Setup:
+    """logged(), then `stillhouse monitor`'s report of it in {root}/reports/monitor/."""
+
+    def setup(ws: Workspace) -> None:
+        from stillhouse.monitor.run import run_monitor, write_monitor_outputs
+        from stillhouse.task import load_task
+
+        logged()(ws)
+        sources = [ws["test"], ws["preds"]] if baseline else []
+        document = run_monitor(load_task(ws["task"]), baselines=sources)
+        write_monitor_outputs(document, ws.path(MONITOR_JSON).parent)
+
+    return setup
+
+
+CASES += [
+    Case(
+        "monitor-ok",
+        MONITOR,
+        exit=0,
+        says=("wrote", "label PSI"),
+        outputs=("{out}",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-ok-no-baseline-json",
+        "monitor --task {task} --out {out} --json",
+        exit=0,
+        says=('"schema": "stillhouse.monitor"', "no --baseline given"),
+        outputs=("{out}",),
+        setup=logged(texts=False),
+    ),
+    Case(
+        "monitor-ok-results-baseline",
+        "monitor --task {task} --baseline {results} --out {out} --system linear",
+        exit=0,
+        outputs=("{out}",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-ok-out-beside-the-task",
+        MONITOR.replace("{out}", "{taskdir}"),
+        exit=0,
+        outputs=("{taskdir}/monitor.json", "{taskdir}/monitor.html"),
+        setup=logged(),
+    ),
+    Case("monitor-nothing-logged", MONITOR, code="E833", says=("{store}", "log policy")),
+    Case(
+        "monitor-no-store",
+        MONITOR,
+        code="E204",
+        says=("{store}",),
+        setup=chain(*(remove(f"{{taskdir}}/{name}") for name in ("stillhouse.db",))),
+    ),
+    Case(
+        "monitor-since-not-a-date",
+        MONITOR + " --since 2026-02-30",
+        code="E831",
+        says=("--since", "2026-02-30"),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-until-words",
+        MONITOR + " --until tomorrow",
+        code="E831",
+        says=("--until", "tomorrow"),
+    ),
+    Case(
+        "monitor-until-before-since",
+        MONITOR + " --since 2026-11-02 --until 2026-11-01",
+        code="E832",
+        says=("2026-11-01", "2026-11-02"),
+    ),
+    Case(
+        "monitor-since-after-everything",
+        MONITOR + " --since 2026-12-01T00:00",
+        code="E833",
+        says=("since 2026-12-01T00:00", "it holds 40"),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-unknown-system",
+        MONITOR + " --system nosuch",
+        code="E834",
+        says=("`nosuch`", "`linear` (40)"),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-two-systems-none-chosen",
+        MONITOR,
+        code="E835",
+        says=("`fast` (40)", "`slow` (40)", "--system"),
+        setup=logged("fast", "slow"),
+    ),
+    Case(
+        "monitor-first-stage-unknown",
+        MONITOR + " --first-stage llm",
+        code="E840",
+        says=("`llm`",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-missing",
+        "monitor --task {task} --baseline {root}/nowhere.jsonl --out {out}",
+        code="E838",
+        says=("--baseline {root}/nowhere.jsonl",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-is-a-folder",
+        "monitor --task {task} --baseline {root}/data --out {out}",
+        code="E848",
+        says=("{root}/data", "folder"),
+        not_says=("does not exist",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-is-dev-null",
+        "monitor --task {task} --baseline /dev/null --out {out}",
+        code="E848",
+        says=("/dev/null",),
+        not_says=("does not exist",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-is-the-task",
+        "monitor --task {task} --baseline {task} --out {out}",
+        code="E836",
+        says=("{task}", "`.toml`"),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-texts-without-labels",
+        "monitor --task {task} --baseline {texts} --out {out}",
+        code="E105",
+        says=("{texts}",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-rows-of-nothing",
+        "monitor --task {task} --baseline {root}/odd.jsonl --out {out}",
+        code="E836",
+        says=("{root}/odd.jsonl", "neither"),
+        setup=chain(logged(), rows("{root}/odd.jsonl", {"words": "hello"})),
+    ),
+    Case(
+        "monitor-baseline-two-test-sets",
+        "monitor --task {task} --baseline {test} --baseline {test_csv} --out {out}",
+        code="E837",
+        says=("{test}", "{test_csv}", "test sets"),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-preds-of-other-texts",
+        "monitor --task {task} --baseline {data} --baseline {preds} --out {out}",
+        code=("E511", "E512"),
+        says=("{preds}", "the test set {data}"),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-baseline-results-of-another-task",
+        "monitor --task {task} --baseline {results} --out {out}",
+        code="E839",
+        says=("{results}", "`another`"),
+        setup=chain(
+            logged(), edit_json("{results}", lambda doc: doc["task"].update(name="another"))
+        ),
+    ),
+    Case(
+        "monitor-store-newer-version",
+        MONITOR,
+        code="E203",
+        says=("{store}",),
+        setup=chain(logged(), sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")),
+    ),
+    Case(
+        "monitor-store-of-another-task",
+        MONITOR,
+        code="E205",
+        says=("{store}",),
+        setup=chain(logged(), sql("UPDATE meta SET value = 'another' WHERE key = 'task_name'")),
+    ),
+    Case(
+        "monitor-out-is-the-task",
+        "monitor --task {task} --out {task}",
+        code="E120",
+        says=("{task}",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-out-is-the-store",
+        "monitor --task {task} --out {store}",
+        code=("E120", "E121"),
+        says=("{store}",),
+        setup=logged(),
+    ),
+    Case(
+        "monitor-out-is-the-baseline",
+        MONITOR.replace("--out {out}", "--out {test}"),
+        code=("E120", "E121"),
+        says=("{test}",),
+        setup=logged(),
+    ),
+    Case("monitor-help", "monitor --help", exit=0, says=("--baseline", "--since")),
+]
+CASES += task_path_cases("monitor", MONITOR)
+CASES += task_error_cases("monitor", MONITOR, ["toml-syntax", "unknown-key"])
+
+GATE_MONITOR = "gate --task {task} --monitor " + MONITOR_JSON
+CASES += [
+    Case(
+        "gate-monitor-ok",
+        GATE_MONITOR,
+        exit=0,
+        says=("max_label_psi", "PASS", "not checked: min_accuracy"),
+        setup=chain(monitored(), append("{task}", MONITOR_RULES)),
+    ),
+    Case(
+        "gate-monitor-and-results-ok",
+        GATE_MONITOR + " --results {results} --json",
+        exit=0,
+        says=('"passed": true', "min_estimated_accuracy", "min_accuracy"),
+        setup=chain(monitored(), append("{task}", MONITOR_RULES)),
+    ),
+    Case(
+        "gate-monitor-fails",
+        GATE_MONITOR,
+        exit=1,
+        says=("min_estimated_accuracy", "FAIL", "estimated accuracy of `linear`"),
+        setup=chain(monitored(), append("{task}", "min_estimated_accuracy = 0.99\n")),
+    ),
+    Case(
+        "gate-monitor-rule-not-measured",
+        GATE_MONITOR,
+        exit=1,
+        says=("not measured in monitor.json", "--baseline"),
+        setup=chain(monitored(baseline=False), append("{task}", "max_label_psi = 0.25\n")),
+    ),
+    Case(
+        "gate-monitor-rules-without-monitor",
+        GATE,
+        exit=0,
+        says=("not checked: max_label_psi", "--monitor"),
+        setup=append("{task}", "max_label_psi = 0.25\n"),
+    ),
+    Case(
+        "gate-monitor-no-rule-reads-it",
+        GATE_MONITOR,
+        code="E847",
+        says=("{task}", "monitor.json", "max_label_psi"),
+        setup=monitored(),
+    ),
+    Case(
+        "gate-monitor-missing",
+        "gate --task {task} --monitor {root}/nowhere.json",
+        code="E841",
+        says=("{root}/nowhere.json",),
+        setup=append("{task}", MONITOR_RULES),
+    ),
+    Case(
+        "gate-monitor-is-a-folder",
+        "gate --task {task} --monitor {root}/reports",
+        code="E842",
+        says=("{root}/reports", "folder"),
+        not_says=("does not exist",),
+        setup=append("{task}", MONITOR_RULES),
+    ),
+    Case(
+        "gate-monitor-is-results-json",
+        "gate --task {task} --monitor {results}",
+        code="E843",
+        says=("{results}", "stillhouse.monitor"),
+        setup=append("{task}", MONITOR_RULES),
+    ),
+    Case(
+        "gate-monitor-newer-version",
+        GATE_MONITOR,
+        code="E844",
+        says=(MONITOR_JSON,),
+        setup=chain(
+            monitored(),
+            append("{task}", MONITOR_RULES),
+            edit_json(MONITOR_JSON, lambda doc: doc.update(schema_version=2)),
+        ),
+    ),
+    Case(
+        "gate-monitor-section-missing",
+        GATE_MONITOR,
+        code="E843",
+        says=(MONITOR_JSON, "`abstention`"),
+        setup=chain(
+            monitored(),
+            append("{task}", MONITOR_RULES),
+            edit_json(
+                MONITOR_JSON, lambda doc: {k: v for k, v in doc.items() if k != "abstention"}
+            ),
+        ),
+    ),
+    Case(
+        "gate-monitor-of-another-task",
+        GATE_MONITOR,
+        code="E845",
+        says=(MONITOR_JSON, "`another`"),
+        setup=chain(
+            monitored(),
+            append("{task}", MONITOR_RULES),
+            edit_json(MONITOR_JSON, lambda doc: doc["task"].update(name="another")),
+        ),
+    ),
+    Case(
+        "gate-monitor-unknown-system",
+        GATE_MONITOR + " --system other",
+        code="E531",
+        says=("`other`",),
+        setup=chain(monitored(), append("{task}", MONITOR_RULES)),
+    ),
+    Case(
+        "gate-monitor-psi-negative",
+        GATE_MONITOR,
+        code="E004",
+        says=("gate.max_label_psi", "-1"),
+        setup=chain(monitored(), append("{task}", "max_label_psi = -1\n")),
+    ),
+    Case(
+        "gate-monitor-abstention-percentage",
+        GATE_MONITOR,
+        code="E004",
+        says=("gate.max_abstention_rate", "5"),
+        setup=chain(monitored(), append("{task}", "max_abstention_rate = 5\n")),
+    ),
+    Case(
+        "gate-monitor-baseline-without-results",
+        GATE_MONITOR + " --baseline {results}",
+        code="E515",
+        says=("--baseline",),
+        setup=chain(monitored(), append("{task}", MONITOR_RULES)),
+    ),
+]
+
+# --- guard scan -------------------------------------------------------------------------------
+GUARD_SCAN = "guard scan --input {texts} --out {out}/flags.jsonl"
+
+
+def flags_written(count: int) -> Check:
+    def check(ws: Workspace, outcome: Outcome) -> None:
+        lines = (ws["out"] / "flags.jsonl").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == count, f"{len(lines)} flags written, expected {count}"
+        for line in lines:
+            row = json.loads(line)
+            assert set(row) == {"id", "injection", "score"} and 0 <= row["score"] <= 1, row
+
+    return check
+
+
+CASES += [
+    Case("guard-scan-ok", GUARD_SCAN, exit=0, outputs=("{out}",), check=flags_written(40)),
+    Case(
+        "guard-scan-ok-with-task-and-threshold",
+        GUARD_SCAN + " --task {task} --threshold 0.5",
+        exit=0,
+        outputs=("{out}",),
+        check=flags_written(40),
+    ),
+    Case("guard-help", "guard --help", exit=0, says=("scan",)),
+    Case("guard-scan-help", "guard scan --help", exit=0, says=("--threshold", "--input")),
+    Case(
+        "guard-scan-threshold-above-one",
+        GUARD_SCAN + " --threshold 1.5",
+        code="E900",
+        says=("--threshold", "1.5"),
+    ),
+    Case(
+        "guard-scan-threshold-negative",
+        GUARD_SCAN + " --threshold -0.1",
+        code="E900",
+        says=("--threshold",),
+    ),
+    Case(
+        "guard-scan-threshold-nan",
+        GUARD_SCAN + " --threshold nan",
+        code="E900",
+        says=("--threshold", "nan"),
+    ),
+    Case(
+        "guard-scan-threshold-not-a-number", GUARD_SCAN + " --threshold high", says=("--threshold",)
+    ),
+    Case("guard-scan-no-input", "guard scan --out {out}/flags.jsonl", says=("--input",)),
+    Case("guard-scan-no-subcommand-name", "guard sacn --input {texts}", says=("sacn",)),
+    Case(
+        "guard-scan-out-is-the-input",
+        "guard scan --input {texts} --out {texts}",
+        code="E120",
+        says=("--out", "{texts}"),
+    ),
+    Case(
+        "guard-scan-out-is-a-folder",
+        "guard scan --input {texts} --out {root}",
+        code="E122",
+        says=("--out",),
+    ),
+    Case(
+        "guard-scan-task-missing",
+        GUARD_SCAN + " --task {root}/nowhere/task.toml",
+        code="E001",
+        says=("{root}/nowhere/task.toml",),
+    ),
+]
+CASES += bad_data_cases(
+    "guard-scan",
+    "guard scan --input {bad} --out {out}/flags.jsonl",
+    [
+        "invalid-json-line",
+        "missing-text",
+        "bad-utf8",
+        "empty-file",
+        "csv-no-text-column",
+        "unsupported-suffix",
+    ],
+    not_says=("--skip-invalid",),
+)
+CASES += missing_and_odd_paths(
+    "guard-scan", "guard scan --input {path} --out {out}/flags.jsonl", "E101", "E108"
 )
 
 # --- the app itself ---------------------------------------------------------------------------

@@ -196,6 +196,8 @@ def test_the_table_covers_every_command_and_enough_cases() -> None:
         "train",
         "predict",
         "audit",
+        "review",
+        "guard",
     ):
         assert command in commands, f"no case for {command}"
     assert len(CASES) >= 200

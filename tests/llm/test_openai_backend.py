@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from llama_server import free_port, run_llama_server
 
 from stillhouse.errors import StillhouseError
 from stillhouse.llm.backend import BackendSettings
 from stillhouse.llm.backends.openai import OpenAIBackend, parse_openai_spec
-from stillhouse.llm.models import resolve_embedded
 from stillhouse.llm.prompts import ChatPrompt, span_schema
 
 pytestmark = pytest.mark.slow
 
 FAST_RETRIES = {"retry_base_s": 0.01}
 SENTIMENT = ("positive", "negative", "neutral")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def prompt(text: str) -> ChatPrompt:
@@ -48,40 +37,7 @@ def prompt(text: str) -> ChatPrompt:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL (``http://127.0.0.1:PORT/v1``) of llama_cpp.server running SmolLM2-135M."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    model = str(resolve_embedded("smollm2-135m"))
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--n_ctx", "2048"]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_until_up(server, base_url, log_path)
-        yield base_url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _wait_until_up(server: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    log_tail = log_path.read_text(errors="replace")[-4000:]
-    print(log_tail)
-    pytest.fail(f"llama_cpp.server did not come up (exit code {server.poll()}):\n{log_tail}")
+    yield from run_llama_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +86,19 @@ def test_generate_many_keeps_order_and_matches_one_by_one(backend: OpenAIBackend
 
 
 def test_describe_and_identity(backend: OpenAIBackend, llama_server: str) -> None:
-    assert backend.describe() == {"runtime": "openai", "url": llama_server, "model": "smollm2"}
+    assert backend.describe() == {
+        "runtime": "openai",
+        "url": llama_server,
+        "model": "smollm2",
+        # a loopback server: [privacy] sends the texts as written unless told otherwise
+        "privacy": {
+            "mode": "allow",
+            "texts_checked": 0,
+            "texts_with_pii": 0,
+            "texts_blocked": 0,
+            "mentions": {},
+        },
+    }
     assert backend.model_name == f"openai:{llama_server}#smollm2"
     assert backend.model_sha256.startswith("remote:") and len(backend.model_sha256) == 23
 

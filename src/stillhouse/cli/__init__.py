@@ -19,6 +19,10 @@ from stillhouse.cli import (  # noqa: F401  (imported to register their commands
     train,
     predict,
     audit,
+    serve,
+    monitor,
+    review,
+    guard,
 )
 
 # isort: on

@@ -141,6 +141,14 @@ def print_annotate_summary(summary: Any) -> None:
         table.add_row(
             "skipped rows", f"{len(summary.skipped_rows)}; first: {summary.skipped_rows[0]}"
         )
+    privacy = summary.privacy
+    if privacy and privacy["mode"] != "allow":
+        found = ", ".join(f"{kind} {count}" for kind, count in privacy["mentions"].items())
+        line = f"{privacy['mode']}: {privacy['texts_with_pii']} of {privacy['texts_checked']} "
+        line += f"texts held personal data ({found or 'none'})"
+        if summary.privacy_blocked:
+            line += f"; {summary.privacy_blocked} not sent, in the review queue `privacy`"
+        table.add_row("privacy", line)
     top = ", ".join(f"{label} {count}" for label, count in list(summary.label_counts.items())[:6])
     table.add_row("labels", top or "-")
     table.add_row("store", summary.store)

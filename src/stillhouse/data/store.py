@@ -10,6 +10,14 @@ known id is refused (E207); a changed gold label updates the stored one (the dat
 source of gold). SQLite's own failures (busy, disk full, read-only, …) become E208/E209 naming
 the file, never a traceback and never "not a stillhouse store" (E201 is kept for files that are
 not SQLite databases).
+
+Schema version 2 adds the prediction log (table ``predictions``, one row per logged prediction
+of a served system: time, system, version, text hash, the text only when the server logs texts,
+answer, confidence, stage, abstention, latency; indexed by system and time) and the columns
+``probs`` and ``info`` of ``review_queue`` (what a model said about an abstained text). A
+version-1 store is migrated in place by the first command that opens it for writing (the
+additions only: nothing is rewritten); commands that only read accept both versions. A
+stillhouse that knows version 1 only refuses a version-2 store (E203).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -30,17 +39,25 @@ from urllib.parse import quote
 
 from stillhouse.data.records import (
     Annotation,
+    Answer,
     Example,
     Kind,
     answer_from_json,
     answer_to_json,
+    text_id,
 )
 from stillhouse.errors import Errors, StillhouseError, fail
 
 if TYPE_CHECKING:
     from stillhouse.task import Task
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions a command that only reads accepts: version 1 lacks only the prediction log.
+READABLE_SCHEMA_VERSIONS = (1, 2)
+# The review queue that abstained predictions of a served system go to.
+ABSTAINED_QUEUE = "abstained"
+# The review queue texts go to that [privacy] remote = "block" kept from a remote LLM.
+PRIVACY_QUEUE = "privacy"
 # How long an operation waits for another process's write lock before it gives up (E208).
 DEFAULT_TIMEOUT_S = 30.0
 TIMEOUT_ENVIRONMENT_VARIABLE = "STILLHOUSE_STORE_TIMEOUT"
@@ -95,10 +112,28 @@ CREATE TABLE IF NOT EXISTS review_queue (
     reasons TEXT NOT NULL,
     suggested TEXT,
     created_at REAL NOT NULL,
+    probs TEXT,
+    info TEXT,
     PRIMARY KEY (queue, example_id)
 );
 CREATE INDEX IF NOT EXISTS review_queue_by_rank ON review_queue(queue, rank);
+CREATE TABLE IF NOT EXISTS predictions (
+    time REAL NOT NULL,
+    system TEXT NOT NULL,
+    version TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    text TEXT,
+    answer TEXT NOT NULL,
+    confidence REAL,
+    stage TEXT,
+    abstained INTEGER NOT NULL,
+    latency_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_by_system_time ON predictions(system, time);
 """
+_SCHEMA_NAMES = set(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
+# What version 2 added to a version-1 table (new tables come from _SCHEMA itself).
+_ADDED_COLUMNS = {"review_queue": (("probs", "TEXT"), ("info", "TEXT"))}
 
 
 @dataclass(frozen=True)
@@ -131,6 +166,64 @@ class ReviewItem:
     priority: float
     reasons: list[str]
     suggested: str | None = None
+
+
+@dataclass(frozen=True)
+class QueuedPrediction:
+    """A served system's abstained prediction waiting in a review queue (``abstained``): the
+    example (its text is in ``examples``), ``rank`` (arrival order, 1 first), ``priority`` (1 −
+    the confidence), ``reasons`` (``["abstained"]``), ``suggested`` (the most probable label),
+    ``probs`` (the stage's probabilities, or None) and ``info`` (``system``, ``version``,
+    ``stage``, ``confidence``, ``time`` of the latest abstention on this text)."""
+
+    example_id: str
+    rank: int
+    priority: float
+    reasons: list[str]
+    suggested: str | None
+    probs: dict[str, float] | None
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One row of the prediction log: ``time`` (seconds since the epoch), the ``system`` and its
+    ``version``, ``text_hash`` (:func:`~stillhouse.data.records.text_id` of the text), ``text``
+    (None unless the server logs texts), ``answer`` (``""`` when abstained), ``confidence`` (the
+    probability of the answer, or None), ``stage`` (the cascade stage that answered, or None),
+    ``abstained`` and ``latency_ms``."""
+
+    time: float
+    system: str
+    version: str
+    text_hash: str
+    text: str | None
+    answer: Answer
+    confidence: float | None
+    stage: str | None
+    abstained: bool
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class AbstainedText:
+    """An abstained text on its way to the review queue: the text, the stage's probabilities
+    (or None), ``info`` as :class:`QueuedPrediction` holds it and the ``priority``."""
+
+    text: str
+    probs: dict[str, float] | None
+    info: dict[str, Any]
+    priority: float
+
+
+@dataclass(frozen=True)
+class LoggedSystem:
+    """A system in the prediction log: its name, how many predictions, the first and last time."""
+
+    name: str
+    count: int
+    first: float
+    last: float
 
 
 @dataclass(frozen=True)
@@ -175,6 +268,7 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self.timeout = _timeout() if timeout is None else timeout
+        self.schema_version = SCHEMA_VERSION
         self._identity_to_record: list[tuple[str, str]] = []
         if not create and not self.path.is_file():
             raise fail(Errors.E204, path=self.path)
@@ -203,6 +297,8 @@ class Store:
             self._check_schema_version()
             return
         self._db.execute("PRAGMA journal_mode=WAL")
+        if self._is_current():
+            return  # nothing to create: no write lock needed (a busy store opens all the same)
         with self._transaction():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -212,18 +308,43 @@ class Store:
                 self._db.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
-            else:
-                self._check_schema_version()
+            elif self._check_schema_version() != SCHEMA_VERSION:
+                self._migrate()
 
-    def _check_schema_version(self) -> None:
+    def _is_current(self) -> bool:
+        """Whether the store has every table and index of this version's schema."""
+        names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if not _SCHEMA_NAMES.issubset(names):
+            return False
         found = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if found is None or int(found[0]) != SCHEMA_VERSION:
+        return found is not None and found[0] == str(SCHEMA_VERSION)
+
+    def _check_schema_version(self) -> int:
+        """The store's schema version; E203 unless this stillhouse reads it."""
+        found = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = _version_number(None if found is None else found[0])
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise fail(
                 Errors.E203,
                 path=self.path,
                 found="none" if found is None else found[0],
                 expected=SCHEMA_VERSION,
             )
+        self.schema_version = version
+        return version
+
+    def _migrate(self) -> None:
+        """Version 1 → 2 inside the opening transaction: the new tables already exist (the
+        schema makes what is missing), the new columns are added to the old tables."""
+        for table, columns in _ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
+        self.schema_version = SCHEMA_VERSION
 
     @classmethod
     def for_task(cls, task: Task, *, create: bool, timeout: float | None = None) -> Store:
@@ -322,8 +443,9 @@ class Store:
         return found
 
     def _is_empty(self) -> bool:
+        logged = " OR EXISTS (SELECT 1 FROM predictions)" if self.schema_version >= 2 else ""
         row = self._db.execute(
-            "SELECT EXISTS (SELECT 1 FROM examples) OR EXISTS (SELECT 1 FROM annotations)"
+            "SELECT EXISTS (SELECT 1 FROM examples) OR EXISTS (SELECT 1 FROM annotations)" + logged
         ).fetchone()
         return not row[0]
 
@@ -484,6 +606,13 @@ class Store:
     def count_examples(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM examples").fetchone()[0])
 
+    @_sqlite_errors
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process, or another
+        Store on the file) commits to the store: SQLite's ``PRAGMA data_version``. The review
+        server keeps what it read until this changes."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
     # annotations --------------------------------------------------------------------------
     @_sqlite_errors
     def add_annotations(
@@ -593,7 +722,38 @@ class Store:
         ]
         with self._transaction() as db:
             db.execute("DELETE FROM review_queue WHERE queue = ?", (queue,))
-            db.executemany("INSERT INTO review_queue VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO review_queue (queue, example_id, rank, priority, reasons, suggested, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    @_sqlite_errors
+    def add_to_review_queue(self, queue: str, items: Sequence[ReviewItem]) -> None:
+        """Append ``items`` to ``queue`` after its last rank (their own ``rank`` is ignored), in
+        one transaction; an example already in the queue keeps its rank and gets the new
+        reasons. Every ``example_id`` must already be in ``examples``."""
+        now = time.time()
+        with self._transaction() as db:
+            rank = db.execute(
+                "SELECT COALESCE(MAX(rank), 0) FROM review_queue WHERE queue = ?", (queue,)
+            ).fetchone()[0]
+            for offset, item in enumerate(items, start=1):
+                db.execute(
+                    "INSERT INTO review_queue (queue, example_id, rank, priority, reasons, "
+                    "suggested, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (queue, example_id) DO UPDATE SET reasons = excluded.reasons, "
+                    "priority = excluded.priority, created_at = excluded.created_at",
+                    (
+                        queue,
+                        item.example_id,
+                        rank + offset,
+                        item.priority,
+                        json.dumps(item.reasons, ensure_ascii=False),
+                        item.suggested,
+                        now,
+                    ),
+                )
 
     @_sqlite_errors
     def review_queue(self, queue: str) -> list[ReviewItem]:
@@ -604,6 +764,167 @@ class Store:
             (queue,),
         )
         return [ReviewItem(row[0], row[1], row[2], json.loads(row[3]), row[4]) for row in rows]
+
+    @_sqlite_errors
+    def queued_predictions(self, queue: str = ABSTAINED_QUEUE) -> list[QueuedPrediction]:
+        """The abstained predictions waiting in ``queue``, rank 1 (the earliest) first."""
+        if self.schema_version < 2:
+            return []
+        rows = self._db.execute(
+            "SELECT example_id, rank, priority, reasons, suggested, probs, info FROM "
+            "review_queue WHERE queue = ? ORDER BY rank",
+            (queue,),
+        )
+        return [
+            QueuedPrediction(
+                row[0],
+                row[1],
+                row[2],
+                json.loads(row[3]),
+                row[4],
+                None if row[5] is None else json.loads(row[5]),
+                {} if row[6] is None else json.loads(row[6]),
+            )
+            for row in rows
+        ]
+
+    # the prediction log -------------------------------------------------------------------
+    @_sqlite_errors
+    def log_predictions(
+        self,
+        records: Sequence[PredictionRecord],
+        kind: Kind,
+        abstained: Sequence[AbstainedText] = (),
+    ) -> int:
+        """Append ``records`` to the prediction log and put the ``abstained`` texts in the
+        review queue ``abstained``, in one transaction: all of it is stored or none.
+
+        Each abstained text is added to ``examples`` (id: its hash, meta ``source: serve``) if
+        it is not there; a text seen before keeps its place in the queue and gets the newest
+        probabilities and info. Returns how many abstained texts could not be queued because
+        their id holds another text (an id given by hand that equals a hash)."""
+        rows = [
+            (
+                r.time,
+                r.system,
+                r.version,
+                r.text_hash,
+                r.text,
+                json.dumps(
+                    "" if r.abstained else answer_to_json(r.answer, kind), ensure_ascii=False
+                ),
+                r.confidence,
+                r.stage,
+                int(r.abstained),
+                r.latency_ms,
+            )
+            for r in records
+        ]
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            return self._queue_abstained(db, abstained, now)
+
+    def _queue_abstained(
+        self, db: sqlite3.Connection, abstained: Sequence[AbstainedText], now: float
+    ) -> int:
+        if not abstained:
+            return 0
+        ids = [text_id(item.text) for item in abstained]
+        stored = self._texts_and_gold(db, ids)
+        rank = db.execute(
+            "SELECT COALESCE(MAX(rank), 0) FROM review_queue WHERE queue = ?", (ABSTAINED_QUEUE,)
+        ).fetchone()[0]
+        refused = 0
+        for example_id, item in zip(ids, abstained, strict=True):
+            if example_id in stored and stored[example_id][0] != item.text:
+                refused += 1
+                continue
+            if example_id not in stored:
+                meta = {"source": "serve"}
+                db.execute(
+                    "INSERT INTO examples VALUES (?, ?, ?, NULL, ?)",
+                    (example_id, item.text, json.dumps(meta), now),
+                )
+                stored[example_id] = (item.text, None)
+            rank += 1
+            suggested = None if not item.probs else max(item.probs, key=item.probs.__getitem__)
+            db.execute(
+                "INSERT INTO review_queue VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (queue, example_id) DO UPDATE SET priority = excluded.priority, "
+                "suggested = excluded.suggested, created_at = excluded.created_at, "
+                "probs = excluded.probs, info = excluded.info",
+                (
+                    ABSTAINED_QUEUE,
+                    example_id,
+                    rank,
+                    item.priority,
+                    json.dumps(["abstained"]),
+                    suggested,
+                    now,
+                    None if item.probs is None else json.dumps(item.probs, default=float),
+                    json.dumps(item.info, ensure_ascii=False, default=float),
+                ),
+            )
+        return refused
+
+    @_sqlite_errors
+    def logged_systems(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[LoggedSystem]:
+        """The systems with logged predictions in [since, until), by name."""
+        if self.schema_version < 2:
+            return []
+        where, params = _window(since, until)
+        rows = self._db.execute(
+            f"SELECT system, COUNT(*), MIN(time), MAX(time) FROM predictions{where} "
+            "GROUP BY system ORDER BY system",
+            params,
+        )
+        return [LoggedSystem(*row) for row in rows]
+
+    @_sqlite_errors
+    def logged_predictions(
+        self,
+        kind: Kind,
+        system: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[PredictionRecord]:
+        """The logged predictions (all, or ``system``'s) with ``since`` ≤ time < ``until``, in
+        time order (a store of schema version 1 has none)."""
+        if self.schema_version < 2:
+            return []
+        where, params = _window(since, until)
+        if system is not None:
+            where += " AND system = ?" if where else " WHERE system = ?"
+            params += (system,)
+        rows = self._db.execute(
+            "SELECT time, system, version, text_hash, text, answer, confidence, stage, "
+            f"abstained, latency_ms FROM predictions{where} ORDER BY time, rowid",
+            params,
+        )
+        return [
+            PredictionRecord(
+                time=row[0],
+                system=row[1],
+                version=row[2],
+                text_hash=row[3],
+                text=row[4],
+                answer="" if row[8] else answer_from_json(json.loads(row[5]), kind),
+                confidence=row[6],
+                stage=row[7],
+                abstained=bool(row[8]),
+                latency_ms=row[9],
+            )
+            for row in rows
+        ]
+
+    @_sqlite_errors
+    def count_logged_predictions(self) -> int:
+        if self.schema_version < 2:
+            return 0
+        return int(self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
     # runs ---------------------------------------------------------------------------------
     @_sqlite_errors
@@ -737,6 +1058,25 @@ def _timeout() -> float:
             value=value,
         )
     return seconds
+
+
+def _version_number(value: str | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _window(since: float | None, until: float | None) -> tuple[str, tuple[Any, ...]]:
+    """A WHERE clause (or "") and its parameters for since ≤ time < until."""
+    parts, params = [], []
+    if since is not None:
+        parts.append("time >= ?")
+        params.append(since)
+    if until is not None:
+        parts.append("time < ?")
+        params.append(until)
+    return (" WHERE " + " AND ".join(parts) if parts else "", tuple(params))
 
 
 def _labels_in(answer: Any) -> set[str]:

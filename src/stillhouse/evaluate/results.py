@@ -111,11 +111,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stillhouse.data.io import write_json
 from stillhouse.errors import Errors, fail
 from stillhouse.paths import require_file
+
+if TYPE_CHECKING:
+    from stillhouse.task import Task
 
 SCHEMA_VERSION = 1
 RESULTS_FILE_NAME = "results.json"
@@ -146,6 +149,20 @@ class Results:
         if name not in self.systems:
             raise fail(Errors.E531, name=name, path=self.where, names=", ".join(self.systems))
         return name, self.systems[name]
+
+    def check_made_for(self, task: Task) -> None:
+        """E538 unless these results are of ``task``'s kind, E533 unless of its labels."""
+        if self.task.get("kind", "classify") != task.kind:
+            found = self.task.get("kind")
+            raise fail(Errors.E538, path=self.where, found=found, task=task.path, kind=task.kind)
+        if self.task.get("labels") != task.label_names:
+            raise fail(
+                Errors.E533,
+                path=self.where,
+                found=self.task.get("labels"),
+                expected=task.label_names,
+                task=task.path,
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from stillhouse.data.records import Answer, Span
+from stillhouse.guard.privacy import PrivacyBlocked
 from stillhouse.llm.backend import Backend
 from stillhouse.llm.prompts import CONTENT_FREE_TEXTS, ChatPrompt, build_prompt, span_schema
 from stillhouse.task import Task
@@ -210,12 +211,17 @@ def answer(
     method: Method = "score",
     prior: np.ndarray | None = None,
 ) -> LLMAnswer:
-    """The LLM's answer for one prompt, by task kind and method."""
-    if task.kind == "classify":
-        return answer_classify(backend, task, prompt, method, prior)
-    if task.kind == "multilabel":
-        return answer_multilabel(backend, task, prompt)
-    return answer_spans(backend, task, prompt, text)
+    """The LLM's answer for one prompt, by task kind and method. A text ``[privacy] remote =
+    "block"`` kept from a remote server has no answer and ``info["privacy_blocked"]`` (with the
+    entity counts under ``info["pii"]``)."""
+    try:
+        if task.kind == "classify":
+            return answer_classify(backend, task, prompt, method, prior)
+        if task.kind == "multilabel":
+            return answer_multilabel(backend, task, prompt)
+        return answer_spans(backend, task, prompt, text)
+    except PrivacyBlocked as blocked:
+        return LLMAnswer(None, None, {"privacy_blocked": True, "pii": blocked.counts})
 
 
 def answer_many(

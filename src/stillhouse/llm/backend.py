@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from stillhouse import registry
+from stillhouse.guard.privacy import PrivacySettings
 from stillhouse.llm.prompts import ChatPrompt
 
 # Where a spec that names no registered backend goes: embedded model names and .gguf paths.
@@ -46,6 +47,8 @@ class BackendSettings:
     # Label scoring: stop expanding the label trie once the unexpanded labels hold less than
     # this share of the probability mass (0 = score every label exactly).
     score_tolerance: float = 0.05
+    # What a backend that sends texts off the process does with personal data ([privacy]).
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -66,7 +66,7 @@ class LLMPredictor:
             latency_ms = (time.perf_counter() - started) * 1000 / len(cuts)
             counts = self._scoring_tokens(prompts, decoded_before)
             predictions.extend(
-                Prediction(r.answer or "", r.probs, latency_ms, {**r.info, **count})
+                Prediction(r.answer or "", r.probs, latency_ms, {**r.info, **count, **_blocked(r)})
                 for r, count in zip(results, counts, strict=True)
             )
         return predictions
@@ -98,3 +98,9 @@ class LLMPredictor:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _blocked(result: Any) -> dict[str, Any]:
+    """A text ``[privacy]`` kept from the server is an abstention (sent to review), not an
+    answer: evaluate counts it as such."""
+    return {"abstained": True} if result.info.get("privacy_blocked") else {}

@@ -8,10 +8,16 @@ only ``{"type": "json_object", "schema": ...}``) is asked the other way for the 
 
 The chat API gives no log-likelihood of a given reply, so this backend cannot score labels
 (``can_score = False``).
+
+Every request goes through :meth:`OpenAIBackend.generate`, where ``[privacy]`` applies
+(:mod:`stillhouse.guard.privacy`): the data part of the prompt is pseudonymized or redacted
+before it is sent, placeholders in the reply are put back, and a blocked text raises
+:class:`~stillhouse.guard.privacy.PrivacyBlocked` without any request.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,6 +32,7 @@ import numpy as np
 
 from stillhouse import registry
 from stillhouse.errors import Errors, StillhouseError, fail
+from stillhouse.guard.privacy import PrivacyBlocked, PrivacyFilter, resolve_mode
 from stillhouse.llm.backend import BackendSettings, Generation
 from stillhouse.llm.prompts import ChatPrompt
 
@@ -109,6 +116,10 @@ class OpenAIBackend:
         self._api_key = os.environ.get(settings.api_key_env) or None
         self._retry_base_s = float(settings.extra.get("retry_base_s", _DEFAULT_RETRY_BASE_S))
         self._max_retries = int(settings.extra.get("max_retries", _DEFAULT_MAX_RETRIES))
+        # the one place texts leave the process: [privacy] applies to every prompt sent
+        self.privacy = PrivacyFilter(
+            resolve_mode(settings.privacy.remote, self.base_url), settings.privacy
+        )
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._client = httpx.Client(
             headers=headers,
@@ -151,20 +162,26 @@ class OpenAIBackend:
         With ``choices`` the server writes ``{"label": ...}`` and the label alone is returned; a
         server that ignored the constraint gives its raw reply, for the caller's parser to judge.
         ``logprob`` is the sum of the reply's token log-probabilities as the server reports them
-        (JSON punctuation included when constrained), or None.
+        (JSON punctuation included when constrained), or None. The prompt's data part is
+        protected as ``[privacy]`` says first (PrivacyBlocked: nothing was sent).
         """
         if choices is not None and json_schema is not None:
             raise ValueError("generate() takes choices or json_schema, not both")
         schema = choice_schema(choices) if choices is not None else json_schema
+        protected = self.privacy.protect(prompt.variable)
+        if protected.blocked:
+            raise PrivacyBlocked(protected.counts)
+        sent = dataclasses.replace(prompt, variable=protected.text)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": prompt.messages(),
+            "messages": sent.messages(),
             "temperature": 0,
             "seed": self.settings.seed,
             "max_tokens": max_tokens or self.settings.max_new_tokens,
         }
         completion = self._complete(body, schema)
         text = completion["choices"][0]["message"]["content"]
+        text = protected.restore(text) if schema is None else protected.restore_json(text)
         if choices is not None:
             text = _chosen_label(text, choices)
         usage = completion.get("usage") or {}
@@ -189,7 +206,12 @@ class OpenAIBackend:
         return text[: max(max_tokens, 0) * 4], approx_tokens
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": self.name, "url": self.base_url, "model": self.model}
+        return {
+            "runtime": self.name,
+            "url": self.base_url,
+            "model": self.model,
+            "privacy": self.privacy.record(),
+        }
 
     def close(self) -> None:
         self._client.close()
