@@ -490,3 +490,46 @@ def test_multilabel_number_keys_toggle_and_enter_submits(tmp_path: Path, page: A
         assert page.errors == []
     stored = human_answers(task, "mo")
     assert {i: (a.info["decision"], tuple(a.answer)) for i, a in stored.items()} == expected
+
+
+def test_a_decision_applies_to_the_similar_texts_unless_g_says_this_one_only(
+    tmp_path: Path, page: Any
+) -> None:
+    task = write_task(tmp_path / "task")
+    first, second, other = distinct_texts(3, seed=9)
+    texts = [
+        first,
+        first.upper(),  # near copies of `first` (case and punctuation differ)
+        first + "!!",
+        second,
+        second.replace(":", ";"),  # a near copy of `second`
+        other,
+    ]
+    fill_classify(task, texts, seed=3)
+    probs = llm_probs(task)
+    trio, pair = {"ex000", "ex001", "ex002"}, {"ex003", "ex004"}
+    with ReviewServer(task, "--annotator", "ana") as server:
+        open_page(page, server.url)
+        seen, notes = [], {}
+        while current := shown(page):
+            seen.append(current)
+            similar = page.locator("#similar")
+            notes[current] = page.inner_text("#similar-note") if similar.is_visible() else ""
+            if current in pair and not pair & set(seen[:-1]):  # the pair's first: this one only
+                page.keyboard.press("g")
+                assert "applies to this one only" in page.inner_text("#similar-note")
+            press(page, "Enter")
+        assert page.errors == []
+    stored = human_answers(task, "ana")
+    assert set(stored) == {f"ex{n:03d}" for n in range(6)}
+    # the trio: its first carried the other two, one Enter answered all three, none came back
+    (leader,) = trio & set(seen)
+    assert "+2 similar" in notes[leader] and "applies to all of them" in notes[leader]
+    best = max(probs[leader], key=probs[leader].__getitem__)
+    assert {stored[i].answer for i in trio} == {best}  # the leader's suggestion, for all
+    decisions = {stored[i].info.get("decision_id") for i in trio}
+    assert len(decisions) == 1 and None not in decisions  # one decision, three annotations
+    # the pair with g: its second came back on its own and was answered on its own
+    pair_seen = [i for i in seen if i in pair]
+    assert len(pair_seen) == 2 and "+1 similar" in notes[pair_seen[0]]
+    assert stored["ex003"].info.get("decision_id") != stored["ex004"].info.get("decision_id")
