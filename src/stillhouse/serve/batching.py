@@ -1,9 +1,11 @@
 """Adaptive micro-batching: concurrent requests for one system become one ``predict`` call, made on
 the system's own thread so the event loop keeps accepting requests.
 
-A :class:`Batcher` owns one worker thread and a queue of jobs (a request's texts, or a
-``max_batch`` slice of them). Its runner takes everything queued, up to ``max_batch`` texts,
-as one batch, runs it on the thread, hands each job its results and starts over. So:
+A :class:`Batcher` owns ``lanes`` worker threads (one by default) and a queue of jobs (a
+request's texts, or a ``max_batch`` slice of them). Each lane's runner takes everything queued,
+up to ``max_batch`` texts, as one batch, runs it on its thread, hands each job its results and
+starts over; with two lanes a second batch forms and runs while the first is on the other core
+(a model whose runtime leaves the GIL, as ONNX Runtime does, then uses both). So:
 
 - a lone request never waits: with nothing in flight and nothing queued, its batch starts at
   once (batching costs nothing at concurrency 1);
@@ -49,6 +51,7 @@ class Batcher:
         max_batch: int,
         max_wait_s: float,
         arriving: Callable[[], int] = lambda: 0,
+        lanes: int = 1,
     ) -> None:
         self.name = name
         self._run_batch = run_batch
@@ -59,9 +62,13 @@ class Batcher:
         self._queued_texts = 0
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"stillhouse-{name}")
+        self.lanes = max(1, lanes)
+        self._executor = ThreadPoolExecutor(self.lanes, thread_name_prefix=f"stillhouse-{name}")
         self._loop = asyncio.get_running_loop()
-        self._runner = self._loop.create_task(self._run(), name=f"batcher-{name}")
+        self._runners = [
+            self._loop.create_task(self._run(), name=f"batcher-{name}-{lane}")
+            for lane in range(self.lanes)
+        ]
         self.batches = 0
 
     def submit(self, texts: Sequence[str], k: int, started: float) -> list[asyncio.Future[Any]]:
@@ -83,7 +90,7 @@ class Batcher:
         """Answer everything queued, then stop the thread (a retired system's batcher)."""
         self._closing = True
         self._wakeup.set()
-        await self._runner
+        await asyncio.gather(*self._runners)
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:

@@ -37,7 +37,7 @@ from stillhouse.serve.batching import Batcher, Job
 from stillhouse.serve.metrics import ServeMetrics
 from stillhouse.serve.prediction_log import LoggedPrediction, PredictionLog
 from stillhouse.serve.protocol import ApiError, Limits, PredictRequest, answer_json, confidence_of
-from stillhouse.serve.settings import ServeSettings, limit_threads
+from stillhouse.serve.settings import ServeSettings, ThreadPlan, available_cores, limit_threads
 from stillhouse.serve.systems import (
     close_system,
     describe_system,
@@ -112,6 +112,12 @@ class Runtime:
         self._reload_lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._max_wait_s = settings.max_wait_ms / 1000
+        # batch lanes of `model:` systems: from the thread plan (an embedding app without one: 1)
+        self._lanes = (
+            1
+            if settings.threads is None
+            else ThreadPlan(available_cores(), settings.workers, settings.threads).lanes
+        )
 
     # ------------------------------------------------------------------------------------------
     # loading, reloading, stopping
@@ -203,6 +209,7 @@ class Runtime:
             max_batch=self.settings.max_batch,
             max_wait_s=self._max_wait_s,
             arriving=lambda: self.arriving,
+            lanes=self._lanes if served.spec and served.spec.startswith("model:") else 1,
         )
         return served
 
