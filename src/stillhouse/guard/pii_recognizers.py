@@ -59,22 +59,10 @@ KNOWN_ENTITIES = (
 # Dates, places, organisations and nationalities are left out by default: they are what many
 # tasks are about ("my card did not arrive yesterday", "a branch in Paris") and rarely
 # identify someone alone.
-IDENTIFYING_ENTITIES = (
-    "PERSON",
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "US_SSN",
-    "US_BANK_NUMBER",
-    "US_DRIVER_LICENSE",
-    "US_ITIN",
-    "US_PASSPORT",
-    "UK_NHS",
-    "MEDICAL_LICENSE",
-    "IP_ADDRESS",
-    "MAC_ADDRESS",
-    "CRYPTO",
+IDENTIFYING_ENTITIES = tuple(
+    entity
+    for entity in KNOWN_ENTITIES
+    if entity not in ("URL", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME", "AGE", "ID", "UUID")
 )
 # Regions whose national phone formats are looked for (Presidio's default is the first 8).
 PHONE_REGIONS = (
