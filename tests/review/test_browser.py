@@ -274,6 +274,31 @@ def test_spans_with_mouse_and_keyboard(tmp_path: Path, page: Any) -> None:
     assert stored["sp000"].answer[3].text == "Lufthansa"
 
 
+def test_spans_after_emoji_keep_python_character_offsets(tmp_path: Path, page: Any) -> None:
+    # JS strings count UTF-16 units (an emoji is two), the store counts code points: a span after
+    # an emoji must be shown on its word and stored at the offsets Python gives it
+    labels = {"PER": "a person", "LOC": "a place"}
+    task = write_task(tmp_path / "task", kind="spans", labels=labels)
+    text = "\U0001f600\U0001f389 Dana met Eve in K\u00f6ln \U0001f680 today"
+    fill_spans(task, [text], [[Span(3, 7, "PER", "Dana")]])
+    with ReviewServer(task, "--annotator", "ann") as server:
+        open_page(page, server.url)
+        assert page.locator("mark.ent").all_inner_texts()[0].startswith("Dana")
+        for _ in range(4):  # the caret from the first emoji to "Eve"
+            page.keyboard.press("ArrowRight")
+        page.keyboard.press("1")  # Eve = PER; the caret moves on to "in"
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("2")  # Köln = LOC
+        press(page, "Enter")
+        assert page.locator("#done").is_visible() and page.errors == []
+    (answer,) = human_answers(task, "ann").values()
+    assert [(s.start, s.end, s.label, text[s.start : s.end]) for s in answer.answer] == [
+        (3, 7, "PER", "Dana"),
+        (12, 15, "PER", "Eve"),
+        (19, 23, "LOC", "K\u00f6ln"),
+    ]
+
+
 def test_two_reviewers_blind_overlap_kappa_and_conflicts(tmp_path: Path, browser: Any) -> None:
     task = write_task(tmp_path / "task")
     fill_classify(task, distinct_texts(16), seed=5)

@@ -264,7 +264,8 @@
     }
     if (kind === "spans") {
       const start = item.previous || (suggestion ? suggestion.answer : []);
-      S.spans = start.map((span) => ({ start: span.start, end: span.end, label: span.label }));
+      const units = unitOffsets(item.text);
+      S.spans = start.map((span) => ({ start: units[span.start], end: units[span.end], label: span.label }));
       S.tokens = tokenize(item.text);
       S.caret = 0;
     }
@@ -368,6 +369,19 @@
 
   // ---------------------------------------------------------------------------------------
   // spans: tokens, the caret, selections
+
+  // Span offsets cross the wire as Python counts characters (code points); a JS string counts
+  // UTF-16 units, so an emoji before a span would shift it. unitOffsets(text)[p] is the unit
+  // offset of code point p (p = 0 … length); pointOffsets(text) maps unit offsets back.
+  function unitOffsets(text) {
+    const offsets = [0];
+    for (const ch of text) offsets.push(offsets[offsets.length - 1] + ch.length);
+    return offsets;
+  }
+
+  function pointOffsets(text) {
+    return new Map(unitOffsets(text).map((unit, point) => [unit, point]));
+  }
 
   function tokenize(text) {
     const tokens = [];
@@ -530,7 +544,10 @@
 
   function currentAnswer() {
     if (S.task.kind === "multilabel") return S.labels.map((l) => l.name).filter((name) => S.chosen.has(name));
-    if (S.task.kind === "spans") return S.spans.map((s) => ({ start: s.start, end: s.end, label: s.label }));
+    if (S.task.kind === "spans") {
+      const points = pointOffsets(S.item.text);
+      return S.spans.map((s) => ({ start: points.get(s.start), end: points.get(s.end), label: s.label }));
+    }
     return undefined;
   }
 
