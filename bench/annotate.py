@@ -8,6 +8,10 @@ the machine's plain prompt-processing speed that label scoring reaches on its ne
 
 Run: .venv/bin/python bench/annotate.py [--limit 300] [--models qwen2.5-0.5b,smollm2-135m]
 Appends a dated table to bench/RESULTS.md.
+
+``bench/annotate.py --shortlists [--datasets ...] [--systems ...] [--seeds ...] [--limit N]``
+runs the many-label section instead (label shortlists and retrieved demonstrations, banking77
+and CLINC150; see annotate_shortlists.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -204,6 +209,11 @@ def render(rows: list[dict], limit: int, models: list[str]) -> str:
 
 
 def main() -> None:
+    if "--shortlists" in sys.argv:  # the many-label section: label shortlists (its own flags)
+        from annotate_shortlists import main as shortlists
+
+        shortlists([a for a in sys.argv[1:] if a != "--shortlists"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--models", default="qwen2.5-0.5b,smollm2-135m")

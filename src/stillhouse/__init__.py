@@ -18,9 +18,10 @@ from stillhouse.errors import StillhouseError
 from stillhouse.export import ExportSummary, export
 from stillhouse.llm.backend import BackendSettings, open_backend
 from stillhouse.llm.models import model_statuses
+from stillhouse.provenance import STILLHOUSE_VERSION
 from stillhouse.task import Task, init_task, load_task
 
-__version__ = "0.1.0"
+__version__ = STILLHOUSE_VERSION
 
 __all__ = [
     "AnnotateSummary",

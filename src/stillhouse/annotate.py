@@ -3,6 +3,12 @@
 Work goes in batches; each batch's annotations and cache entries are committed in one
 transaction. A run killed at any point keeps every committed batch, and the next run with the
 same task, model and prompt skips the examples that are already annotated.
+
+Before any text is sent, the texts to annotate are screened for prompt injection (``[guard]
+injection``, :mod:`stillhouse.guard.screen`; the text as in the data): under ``route`` and
+``block`` a flagged text is not sent and gets no annotation; it goes to the review queue
+``injection`` with its score (annotate has no small model to route it to). Under ``flag`` it is
+annotated and the annotation's ``info["guard"]`` carries the flag. The summary counts them.
 """
 
 from __future__ import annotations
@@ -12,25 +18,40 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stillhouse.data.io import data_fingerprint, read_examples
 from stillhouse.data.records import Annotation, Example, answer_from_json, answer_to_json
-from stillhouse.data.store import PRIVACY_QUEUE, ReviewItem, Store
+from stillhouse.data.store import INJECTION_QUEUE, PRIVACY_QUEUE, ReviewItem, Store
 from stillhouse.errors import Errors, fail
 from stillhouse.evaluate.intervals import wilson_interval
 from stillhouse.guard.privacy import BLOCKED_REASON, PrivacySettings
-from stillhouse.llm.answer import METHODS, LLMAnswer, Method, answer_many, content_free_probs
+from stillhouse.guard.screen import guard_info, keeps_from_llm, screen_texts, threshold_of
+from stillhouse.llm.answer import METHODS, LLMAnswer, Method, content_free_probs
 from stillhouse.llm.backend import Backend, BackendSettings, open_backend
-from stillhouse.llm.prompts import PROMPT_VERSION, ChatPrompt, build_prompt, prompt_fingerprint
+from stillhouse.llm.batches import CacheLookup, answer_batches
+from stillhouse.llm.prompts import prompt_fingerprint
+from stillhouse.llm.shortlist import (
+    SHORTLIST_VERSION,
+    Plan,
+    shortlist_size,
+    shortlister_for,
+)
 from stillhouse.output_guard import Output, check_outputs
 from stillhouse.provenance import json_sha256
-from stillhouse.task import Task
+from stillhouse.task import GuardSection, Task
+
+if TYPE_CHECKING:
+    from stillhouse.scale.engine import Engine
 
 # progress(done, total) after every batch
 Progress = Callable[[int, int], None]
+# The reason each text kept from the LLM by [guard] carries in the review queue ``injection``.
+INJECTION_REASON = "injection_flagged"
+# Texts screened per detector call (bounded memory on a large file)
+_SCREEN_CHUNK = 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,12 @@ class AnnotateSummary:
     # it blocked went to the review queue ``privacy`` and have no annotation.
     privacy: dict[str, Any] | None = None
     privacy_blocked: int = 0
+    # [guard] injection: mode and threshold (None: off); texts the detector flagged in this run,
+    # and of those the ones kept from the LLM (route/block) and put in the review queue
+    # ``injection`` (they have no annotation).
+    guard: dict[str, Any] | None = None
+    injection_flagged: int = 0
+    injection_queued: int = 0
 
     @property
     def examples_per_second(self) -> float:
@@ -95,27 +122,10 @@ def annotator_id(model: str, task: Task, method: str, shots: int) -> str:
     fingerprint = prompt_fingerprint(task, shots)
     if method != "score":
         fingerprint = json_sha256([fingerprint, method])[:8]
+    if k := shortlist_size(task):  # label shortlists answer differently: another annotator
+        cover = task.llm.shortlist_cover
+        fingerprint = json_sha256([fingerprint, "shortlist", k, SHORTLIST_VERSION, cover])[:8]
     return f"llm:{model}@{fingerprint}"
-
-
-def _cache_key(backend: Backend, prompt: ChatPrompt, task: Task, method: str) -> str:
-    return json_sha256(
-        {
-            "backend": backend.name,
-            "model": backend.model_sha256,
-            "prompt": prompt.key(),
-            "labels": task.label_names,
-            "kind": task.kind,
-            "method": method,
-            "calibration": task.llm.contextual_calibration,
-            "seed": task.llm.seed,
-            "max_new_tokens": task.llm.max_new_tokens,
-            "score_tolerance": getattr(backend, "tolerance", None),
-            "version": PROMPT_VERSION,
-            # what was sent depends on the privacy mode (absent for in-process backends)
-            **({"privacy": privacy.mode} if (privacy := _privacy(backend)) else {}),
-        }
-    )
 
 
 def annotate(
@@ -132,6 +142,8 @@ def annotate(
     threads: int | None = None,
     progress: Progress | None = None,
     backend: Backend | None = None,
+    engine: Engine | None = None,
+    shortlist: int | None = None,
 ) -> AnnotateSummary:
     """Annotate the texts of ``input_path`` with the LLM; results go to the task's store.
 
@@ -139,10 +151,16 @@ def annotate(
     ``[llm].shots`` (k nearest labelled examples from the same file). ``unlabelled_only`` asks
     the LLM only about rows without a gold label (the labelled ones are still stored, and serve
     as shots); the summary then counts those rows only. Pass an open ``backend`` to reuse a
-    loaded model across calls.
+    loaded model across calls. ``engine`` ``ray``: the LLM runs in Ray actors (one model each,
+    :mod:`stillhouse.scale`); this process still writes the store, batch by batch.
+    ``shortlist`` overrides ``[llm].shortlist`` (label shortlists, :mod:`stillhouse.llm.shortlist`).
     """
     if method not in METHODS:
         raise fail(Errors.E403, what="method", value=method, choices=", ".join(METHODS))
+    if shortlist is not None:
+        shortlist_size(task, shortlist)  # E560/E561 name --shortlist
+        task = task.model_copy(update={"llm": task.llm.model_copy(update={"shortlist": shortlist})})
+    shortlist_size(task)  # E560/E561 before any work
     report = read_examples(input_path, task, skip_invalid=skip_invalid)
     examples = report.examples[:limit] if limit is not None else report.examples
     shots = task.llm.shots if shots is None else shots
@@ -155,6 +173,11 @@ def annotate(
         # The store's task and the texts under known ids are checked before the model loads.
         store.check_examples(examples)
         own_backend = backend is None
+        if backend is None and engine is not None and engine.kind == "ray":
+            from stillhouse.scale.llm import open_ray_llm
+
+            settings = backend_settings(task, threads=threads)
+            backend = open_ray_llm(model_spec, settings, task, engine)
         backend = backend or open_backend(model_spec, backend_settings(task, threads=threads))
         try:
             if method == "score" and not backend.can_score and task.kind != "spans":
@@ -213,47 +236,58 @@ def _run(
     hits = truncated = 0
     blocked: list[ReviewItem] = []
     blocked_count = 0
+    guard = task.guard if task.guard.injection != "off" else None
+    guards: dict[str, dict[str, Any]] = {}  # example id -> info["guard"]
+    queued: list[ReviewItem] = []
     # Whatever ends the run, its row says how: finished, interrupted (Ctrl-C) or failed; a run
     # killed outright is marked interrupted by the next start_run.
     status = "failed"
     try:
+        # label shortlists (seed: the input's labelled rows) also pick the demonstrations
+        shortlister = shortlister_for(task, examples)
         selector = None
-        if shots:
+        if shots and shortlister is None:
             from stillhouse.llm.fewshot import NeighbourSelector
 
             selector = NeighbourSelector(examples, shots)
         prior = None
         if task.kind == "classify" and method == "score" and task.llm.contextual_calibration:
             prior = content_free_probs(backend, task)
-        for start in range(0, len(todo), task.llm.batch_size):
-            batch = todo[start : start + task.llm.batch_size]
-            neighbours = selector.select(batch) if selector else [[] for _ in batch]
-            prompts, texts, cut_flags = [], [], []
-            for example, near in zip(batch, neighbours, strict=True):
-                text, n_tokens = backend.truncate(example.text, task.llm.max_text_tokens)
-                cut_flags.append(n_tokens if len(text) < len(example.text) else None)
-                prompts.append(build_prompt(task, text, near))
-                texts.append(text)
-            keys = [_cache_key(backend, p, task, method) for p in prompts]
-            cached = store.cache_get_many(keys) if use_cache else {}
-            missing = [i for i, key in enumerate(keys) if key not in cached]
-            computed = dict(
-                zip(
-                    missing,
-                    answer_many(
-                        backend,
-                        task,
-                        [prompts[i] for i in missing],
-                        [texts[i] for i in missing],
-                        method,
-                        prior,
-                    ),
-                    strict=True,
-                )
+        if guard is not None:  # [guard]: what is flagged and kept is queued before anything is sent
+            guards, queued = _screen(todo, guard)
+            store.add_to_review_queue(INJECTION_QUEUE, queued)
+            kept = {item.example_id for item in queued}
+            todo = [e for e in todo if e.id not in kept]
+        size = task.llm.batch_size
+        chunks = [todo[start : start + size] for start in range(0, len(todo), size)]
+        plans: dict[str, Plan] = {}
+
+        def demonstrations(b: Sequence[Example]) -> list[list[Example]]:
+            if shortlister is None:
+                return selector.select(b) if selector else [[] for _ in b]
+            ids = [e.id for e in b]
+            plans.update(zip(ids, shortlister.plan([e.text for e in b], ids, shots), strict=True))
+            return [list(plans[i].demos) for i in ids]
+
+        batches = ((b, demonstrations(b)) for b in chunks)
+        lookup: CacheLookup = store.cache_get_many if use_cache else (lambda keys: {})
+        # A backend that spreads batches over workers (stillhouse.scale) answers them itself,
+        # in order; either way only this process writes the store, one batch per transaction.
+        spread = getattr(backend, "answer_batches", None)
+        if spread is not None and shortlister is not None:
+            raise fail(Errors.E565)
+        answered = (
+            spread(task, method, prior, batches, lookup)
+            if spread is not None
+            else answer_batches(
+                backend, task, method, prior, batches, lookup, plans if shortlister else None
             )
+        )
+        done = 0
+        for batch, (prepared, cached, computed) in zip(chunks, answered, strict=True):
             annotations, fresh = [], []
             for position, (example, key, cut) in enumerate(
-                zip(batch, keys, cut_flags, strict=True)
+                zip(batch, prepared.keys, prepared.cut_flags, strict=True)
             ):
                 if key in cached:
                     hits += 1
@@ -292,6 +326,8 @@ def _run(
                     }
                 if result.answer is None:
                     info["invalid"] = True
+                if example.id in guards:
+                    info["guard"] = guards[example.id]
                 annotations.append(
                     Annotation(
                         example.id,
@@ -307,8 +343,9 @@ def _run(
                 store.add_to_review_queue(PRIVACY_QUEUE, blocked)
                 blocked_count += len(blocked)
                 blocked = []
+            done += len(batch)
             if progress:
-                progress(start + len(batch), len(todo))
+                progress(done, len(todo))
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -324,7 +361,7 @@ def _run(
                 model_spec,
                 run_id,
                 len(todo) - blocked_count,
-                len(targets) - len(todo),
+                len(targets) - len(todo) - len(queued),
                 hits,
                 time.perf_counter() - started,
                 truncated,
@@ -334,6 +371,13 @@ def _run(
             privacy = getattr(backend, "privacy", None)
             if privacy is not None:
                 summary = replace(summary, privacy=privacy.record(), privacy_blocked=blocked_count)
+            if guard is not None:
+                summary = replace(
+                    summary,
+                    guard={"injection": guard.injection, "threshold": threshold_of(guard)},
+                    injection_flagged=sum(bool(g["injection"]) for g in guards.values()),
+                    injection_queued=len(queued),
+                )
             store.finish_run(
                 run_id, status, {k: v for k, v in summary.__dict__.items() if k != "skipped_rows"}
             )
@@ -424,7 +468,22 @@ def _blocked_item(example_id: str, counts: dict[str, int]) -> ReviewItem:
     return ReviewItem(example_id, 0, 1.0, [f"{BLOCKED_REASON}: {found}"])
 
 
-def _privacy(backend: Backend) -> Any:
-    """The backend's privacy filter when it changes what is sent (remote, mode not ``allow``)."""
-    privacy = getattr(backend, "privacy", None)
-    return privacy if privacy is not None and privacy.mode != "allow" else None
+def _screen(
+    todo: Sequence[Example], guard: GuardSection
+) -> tuple[dict[str, dict[str, Any]], list[ReviewItem]]:
+    """Screen ``todo``'s texts in chunks: each example's ``info["guard"]``, and the review-queue
+    entries of those kept from the LLM (reason and priority: the detector's score, the most
+    suspicious first)."""
+    guards: dict[str, dict[str, Any]] = {}
+    queued: list[ReviewItem] = []
+    for start in range(0, len(todo), _SCREEN_CHUNK):
+        chunk = todo[start : start + _SCREEN_CHUNK]
+        for example, screening in zip(
+            chunk, screen_texts([e.text for e in chunk], guard), strict=True
+        ):
+            guards[example.id] = guard_info(screening, guard)
+            if keeps_from_llm(screening, guard):
+                score = float(screening.score or 0.0)
+                reason = f"{INJECTION_REASON}: score {score:.3f}"
+                queued.append(ReviewItem(example.id, 0, score, [reason]))
+    return guards, queued

@@ -28,6 +28,15 @@ stage's top probability), ``abstained``, ``stage_latencies_ms`` (one per stage t
 through. ``latency_ms`` is the sum of the latencies the text had in each stage it went through
 (each stage predicts the texts it gets as one batch; a stage's per-text latency is its batch
 time shared equally).
+
+A cascade with an LLM stage screens every text for prompt injection first, in one batch, as
+task.toml's ``[guard] injection`` says (:mod:`stillhouse.guard.screen`; its LLM stages then do not
+screen again), and every prediction carries ``info["guard"]``. ``route``: a flagged text skips
+every LLM stage: a later non-LLM stage may still answer it, else the cascade abstains on it
+with ``info["abstain_reason"] = "injection"`` (probabilities, ``top_answer`` and ``confidence``
+those of the last stage that did see it, uniform when none did). ``block``: a flagged text goes
+to no stage at all (``stages_tried`` 0, ``stage`` None, uniform probabilities). ``flag``: the
+cascade runs as usual.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +52,9 @@ from typing import Any
 from stillhouse import registry
 from stillhouse.data.records import Prediction
 from stillhouse.errors import Errors, fail
+from stillhouse.guard.screen import ABSTAIN_REASON, guard_info, keeps_from_llm, screen_texts
 from stillhouse.predictors import Predictor, system_sources
-from stillhouse.task import Task
+from stillhouse.task import GuardSection, Task
 
 ABSTAINED = ""
 TOKEN_KEYS = ("tokens_in", "tokens_in_new", "tokens_out", "tokens_decoded")
@@ -130,7 +141,9 @@ def open_cascade(
     """The cascade ``value`` describes, each stage opened by ``open_stage(source, value)``."""
     stages = check_cascade(spec, value, task)
     opened = [Stage(s.name, open_stage(s.source, s.value), s.threshold) for s in stages]
-    return Cascade(opened, name=spec.partition("=")[0].strip())
+    return Cascade(
+        opened, name=spec.partition("=")[0].strip(), guard=task.guard, labels=task.label_names
+    )
 
 
 class Cascade:
@@ -138,9 +151,19 @@ class Cascade:
 
     ``stages[-1].threshold`` is the abstention threshold (None: never abstain); every other
     stage needs a threshold. Every stage whose threshold is set must give probabilities (E541).
+    ``guard``: ``[guard]`` of the task (None or mode ``off``: no screening; screening happens
+    only when a stage is an LLM); ``labels``: the task's labels, for the uniform probabilities of
+    an abstention no stage gave probabilities for.
     """
 
-    def __init__(self, stages: Sequence[Stage], *, name: str = "cascade") -> None:
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        *,
+        name: str = "cascade",
+        guard: GuardSection | None = None,
+        labels: Sequence[str] = (),
+    ) -> None:
         if not stages:
             raise ValueError("a cascade needs at least one stage")
         for stage in stages[:-1]:
@@ -151,6 +174,13 @@ class Cascade:
         self._llm = [_is_llm(stage.predictor) for stage in self.stages]
         self.answered = [0] * len(self.stages)  # texts answered by each stage, all calls
         self.abstained = 0
+        self.labels = list(labels)
+        screens = guard is not None and guard.injection != "off" and any(self._llm)
+        self.guard = guard if screens else None
+        if self.guard is not None:
+            for stage, is_llm in zip(self.stages, self._llm, strict=True):
+                if is_llm:  # screened once here, before any stage: not again in the stage
+                    stage.predictor.guard = None  # type: ignore[attr-defined]
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order; each stage predicts the texts it gets as a batch."""
@@ -158,9 +188,45 @@ class Cascade:
         latency: list[list[float]] = [[] for _ in texts]
         tokens = [dict.fromkeys(TOKEN_KEYS, 0) for _ in texts]
         pending = list(range(len(texts)))
+        guard = self.guard
+        guards: list[dict[str, Any]] = [{} for _ in texts]
+        kept: set[int] = set()  # flagged texts no LLM stage may see
+        screen_ms = 0.0
+        if guard is not None and texts:
+            started = time.perf_counter()
+            screened = screen_texts(texts, guard)
+            screen_ms = (time.perf_counter() - started) * 1000 / len(texts)
+            guards = [{"guard": guard_info(s, guard)} for s in screened]
+            kept = {i for i, s in enumerate(screened) if keeps_from_llm(s, guard)}
+            if guard.injection == "block":
+                for position in kept:
+                    results[position] = self._kept(position, None, [], guards, screen_ms, {})
+                pending = [i for i in pending if i not in kept]
+        # routed texts: the last stage that saw each, and its prediction
+        seen: dict[int, tuple[int, Prediction]] = {}
         for index, stage in enumerate(self.stages):
             if not pending:
                 break
+            if self._llm[index] and kept:
+                routed = [i for i in pending if i in kept]
+                pending = [i for i in pending if i not in kept]
+                later = any(not llm for llm in self._llm[index + 1 :])
+                for position in routed:
+                    if not later:  # no stage left that may see it: to review
+                        results[position] = self._kept(
+                            position,
+                            seen.get(position),
+                            latency[position],
+                            guards,
+                            screen_ms,
+                            tokens[position],
+                        )
+                carried = routed if later else []
+                if not pending:
+                    pending = carried
+                    continue
+            else:
+                carried = []
             predictions = stage.predictor.predict([texts[i] for i in pending])
             if len(predictions) != len(pending):
                 raise fail(
@@ -177,6 +243,7 @@ class Cascade:
                 confidence = self._confidence(stage, prediction)
                 if not last and confidence < stage.threshold:  # type: ignore[operator]
                     passed_on.append(position)
+                    seen[position] = (index, prediction)
                     continue
                 # the last stage abstains below its threshold, or of its own accord (an LLM
                 # stage whose text [privacy] kept from the server)
@@ -195,19 +262,64 @@ class Cascade:
                 }
                 if abstain:
                     info["top_answer"] = prediction.answer
+                    if position in kept:  # routed past the LLM, and the last stage is unsure
+                        info["abstain_reason"] = ABSTAIN_REASON
                     self.abstained += 1
                 else:
                     self.answered[index] += 1
                 if any(self._llm):
                     info.update(tokens[position])
+                info.update(guards[position])
                 results[position] = Prediction(
                     answer=ABSTAINED if abstain else prediction.answer,
                     probs=prediction.probs,
-                    latency_ms=sum(latency[position]),
+                    latency_ms=sum(latency[position]) + screen_ms,
                     info=info,
                 )
-            pending = passed_on
+            pending = sorted(passed_on + carried)
         return results  # type: ignore[return-value]
+
+    def _kept(
+        self,
+        position: int,
+        seen: tuple[int, Prediction] | None,
+        latencies: list[float],
+        guards: list[dict[str, Any]],
+        screen_ms: float,
+        tokens: dict[str, float],
+    ) -> Prediction:
+        """The abstention on a text ``[guard]`` kept from the LLM stages: the last stage that
+        saw it (``seen``: its index and prediction) gives the probabilities and the suggestion;
+        no stage (``block``, or an LLM first): uniform probabilities over the labels."""
+        self.abstained += 1
+        info: dict[str, Any] = {
+            "stage": None,
+            "stage_index": None,
+            "stages_tried": 0,
+            "confidence": None,
+            "abstained": True,
+            "abstain_reason": ABSTAIN_REASON,
+            "stage_latencies_ms": latencies,
+            **guards[position],
+        }
+        probs: dict[str, float] | None = None
+        if seen is not None:
+            index, prediction = seen
+            probs = prediction.probs
+            info.update(
+                stage=self.stages[index].name,
+                stage_index=index,
+                stages_tried=index + 1,
+                confidence=self._confidence(self.stages[index], prediction),
+                stage_info=prediction.info,
+                top_answer=prediction.answer,
+            )
+        elif self.labels:
+            probs = dict.fromkeys(self.labels, 1.0 / len(self.labels))
+            info["confidence"] = 1.0 / len(self.labels)
+        if any(self._llm):
+            info.update(dict.fromkeys(TOKEN_KEYS, 0) | tokens)
+        return Prediction(ABSTAINED, probs, sum(latencies) + screen_ms, info)
 
     def _confidence(self, stage: Stage, prediction: Prediction) -> float:
         if prediction.probs is None:

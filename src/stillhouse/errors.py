@@ -144,6 +144,14 @@ class Errors:
     E403 = "Unknown {what} `{value}`; use one of: {choices}."
     E406 = "The bundled example `{name}` was not found (examples/ beside the package); run from a source checkout."
     E404 = "--shots needs the optional embedding packages: {detail}. Run `make setup`."
+    # label shortlists and `stillhouse labels describe` (E560–E579)
+    E560 = "{where} = {k}: label shortlists are for `classify` tasks; this task is `{kind}`. Remove it or set it to 0."
+    E561 = "{where} = 1 leaves the LLM no choice; use 2 or more labels, or 0 to score every label."
+    E562 = "`labels describe`: {path} has no labelled rows for this task's labels; give a seed file whose rows carry gold labels (task.toml [input].label)."
+    E563 = "`labels describe` proposes descriptions for `classify` and `multilabel` tasks; this task is `{kind}`."
+    E564 = "--per-label {n}: use 1 to 50 seed texts per label."
+    E565 = "Label shortlists run in this process only; with --engine ray pass --shortlist 0 (or set [llm].shortlist = 0)."
+    E566 = '--write: {path} has no plain `{label} = "..."` line in its [labels] table to replace; write the proposals with --out and paste them by hand (task.toml unchanged).'
     # evaluate: systems and predictions files
     E501 = (
         "Task {path} is a `{kind}` task; {command} handles `classify` tasks only in this version."
@@ -346,6 +354,25 @@ class Errors:
         "The {count} training example(s) from {source} leave no held-out example for "
         "calibration and metrics (--holdout {holdout:g}); label more examples."
     )
+    # multilingual: language routing (--system NAME=by-lang:...) and the llm-embed recipes
+    E750 = (
+        "--system `{spec}`: route {number} `{part}` is wrong: {detail}. Write "
+        "NAME=by-lang:LANG=TARGET,...,*=TARGET, e.g. "
+        "multi=by-lang:en=models/en,jv=models/jv,*=models/all."
+    )
+    E751 = (
+        "--system `{spec}` has no `*` route: texts in a language without a route of its own "
+        "(or whose language is not detected) need one; add `*=TARGET`, e.g. *=models/all."
+    )
+    E752 = (
+        "--system `{spec}`: routing by language needs a classification task, but the task's "
+        "kind is `{kind}`; evaluate the models one by one instead."
+    )
+    E753 = (
+        "Recipe `{recipe}` needs the task's LLM as a local GGUF file, but [llm] model is "
+        "{model!r}; set [llm] model to an embedded model ({names}) or a .gguf path."
+    )
+    E754 = "llama.cpp could not load {path} in embedding mode: {detail}."
     # `stillhouse serve`: starting the server (E800–E809)
     E800 = (
         "--system `{spec}`: a predictions file cannot be served (it holds answers for known "
@@ -545,6 +572,90 @@ class Errors:
 
     # guard: prompt-injection detection
     E900 = "{option} must be {expected}, got {value!r}."
+
+    # scale: --engine ray (Ray actors, Ray Serve)
+    E950 = (
+        "--ray-address {value!r} is not a Ray address: give `auto` (the cluster this machine "
+        "belongs to), ray://HOST:PORT (Ray Client) or HOST:PORT (the head node's GCS port, 6379 "
+        "by default), or leave it out to start a local Ray instance."
+    )
+    E951 = (
+        "--engine ray needs Ray, which is not installed here ({detail}); install it with "
+        "`pip install 'stillhouse[scale]'` (or run with --engine local)."
+    )
+    E952 = (
+        "Could not reach the Ray cluster at {address!r}: {detail}. Check that it runs (`ray "
+        "status --address {address}`) and that this machine has the same Ray and Python versions."
+    )
+    E953 = (
+        "--autoscale must be MIN-MAX with whole numbers 0 <= MIN <= MAX and MAX >= 1 (e.g. 1-4), "
+        "got {value!r}."
+    )
+    E954 = "{option} applies only to --engine ray; add --engine ray or leave {option} out."
+    E955 = "--engine must be `local` or `ray`, got {value!r}."
+    E956 = (
+        "Give --replicas or --autoscale, not both (--autoscale {autoscale} already sets the range)."
+    )
+    E957 = (
+        "--engine ray runs in-process models in Ray actors; {spec!r} is a remote server, which "
+        "already scales on its own: use --engine local (or give a .gguf or embedded model)."
+    )
+    E958 = (
+        "--engine ray: a Ray worker could not load {what}: {detail}. Every node needs the same "
+        "files at the same path (a shared folder) and stillhouse installed."
+    )
+    E959 = (
+        "serve --engine ray does not support {option} (Ray Serve runs the replicas); leave it "
+        "out, or use --engine local."
+    )
+    E960 = (
+        "--engine ray: {workers} workers × {threads} thread(s) need {need} CPUs, but the Ray "
+        "cluster has {cpus}; lower --ray-workers or --threads, or add nodes."
+    )
+
+    # tracking: MLflow (--track / [tracking]), checked before any work starts (E970–E989)
+    E970 = (
+        "Tracking ({source}) needs MLflow, which is not installed: run "
+        "`pip install 'stillhouse[tracking]'`, or turn tracking off (no --track and no "
+        "[tracking] uri in task.toml)."
+    )
+    E971 = (
+        "{source}: the tracking URI is empty; give one such as sqlite:///mlflow.db (a database "
+        "file next to task.toml), or leave it out to turn tracking off."
+    )
+    E972 = (
+        "{source}: tracking URI {uri!r}: the folder {folder} for {what} does not exist; create it "
+        "or point the URI at a folder that exists."
+    )
+    E973 = (
+        "{source}: tracking URI {uri!r}: {path} is {what}, where {needed} must be; give another "
+        "path."
+    )
+    E974 = (
+        "{source}: tracking URI {uri!r} cannot be written: {detail}. Give a tracking URI you "
+        "can write to (e.g. sqlite:///mlflow.db next to task.toml), or turn tracking off; nothing "
+        "was done."
+    )
+    E975 = "{option} {name!r} needs tracking: give --track URI, or set [tracking] uri in {task}."
+    E976 = "{source}: {what} is empty or only spaces; give a name, or leave it out."
+    E977 = (
+        "{what} complete ({where}), but logging it to MLflow at {uri} failed: {detail}. The "
+        "outputs are whole; the MLflow run is marked FAILED. Fix the tracking store and log "
+        "again by running the command once more (to a new --out where it has one)."
+    )
+    E978 = (
+        "{source}: tracking URI {uri!r}: {detail}; give sqlite:///PATH.db, a folder path, "
+        "file:///PATH or http(s)://HOST of a tracking server."
+    )
+    # evaluate --redteam
+    E930 = (
+        "{option} must be a whole number of test texts to attack, at least 1 (`--redteam` "
+        "alone attacks {default}), got {value!r}."
+    )
+    E931 = (
+        "{path}: system `{name}`: the `redteam` block is malformed ({detail}); run "
+        "`stillhouse evaluate ... --redteam` again to rewrite it."
+    )
 
 
 def fail(template: str, **fields: object) -> StillhouseError:

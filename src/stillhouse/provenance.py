@@ -20,6 +20,11 @@ _PACKAGES = (
 )
 
 
+# stillhouse's own version (pyproject.toml says the same); here, in a module that imports no
+# other stillhouse module, so a model card can record it without importing the whole package
+STILLHOUSE_VERSION = "0.1.0"
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the packages that shape results (those installed)."""
     versions = {"python": platform.python_version()}

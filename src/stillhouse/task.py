@@ -40,6 +40,8 @@ GATE_RULES = (
     "max_flip_rate",
     "min_worst_slice_accuracy",
     "no_significant_regression",
+    "max_attack_success_rate",
+    "max_guard_false_positive_rate",
     # read from monitor.json (`stillhouse monitor`), not results.json
     "max_label_psi",
     "max_abstention_rate",
@@ -118,6 +120,18 @@ class LLMSettings(_Strict):
     timeout_s: float = Field(default=120.0, gt=0)
     api_key_env: str = "OPENAI_API_KEY"
     score_tolerance: float = Field(default=0.05, ge=0.0, lt=1.0)
+    # Label shortlists (llm/shortlist.py): score only the retriever's top K labels per text.
+    # Unset: 10 for a classify task with more than 20 labels, else off; 0: off.
+    shortlist: int | None = Field(default=None, ge=0)
+    # The chance the gold label is in a shortlist, assumed when there is no labelled seed to
+    # measure it on by leave-one-out.
+    shortlist_coverage: float = Field(default=0.9, gt=0.0, le=1.0)
+    # With --shots: demonstrations first cover this many top shortlisted labels (one nearest
+    # seed text each), then the nearest seed texts fill the rest; 0 (default: it measured far
+    # better with the 0.5B model, bench/RESULTS.md): the nearest only.
+    shortlist_cover: int = Field(default=0, ge=0)
+    # spotlighting (Hines et al. 2024) of the data in the prompt: see stillhouse.llm.spotlight
+    spotlight: Literal["off", "delimit", "datamark"] = "off"
 
 
 class PrivacySection(_Strict):
@@ -147,6 +161,18 @@ class PrivacySection(_Strict):
                 f"unknown entity type {unknown[0]!r}; known: {', '.join(KNOWN_ENTITIES)}"
             )
         return entities
+
+
+class GuardSection(_Strict):
+    """What happens to a text the prompt-injection detector flags before an LLM sees it (see
+    :mod:`stillhouse.guard.screen`): ``injection`` is ``route`` (it never reaches an LLM: a
+    cascade's small model answers it if sure, else it goes to review), ``block`` (refused: review
+    at once), ``flag`` (the LLM still answers; the flag is recorded) or ``off`` (no scan).
+    ``threshold``: the detector score at or above which a text is flagged (unset: the shipped
+    detector's own)."""
+
+    injection: Literal["route", "block", "flag", "off"] = "route"
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class ServeSection(_Strict):
@@ -181,6 +207,28 @@ class ServeSection(_Strict):
         return systems
 
 
+class TrackingSection(_Strict):
+    """Where runs are logged in MLflow (see :mod:`stillhouse.tracking`; ``--track`` overrides
+    ``uri``): ``uri`` a tracking URI (``sqlite:///mlflow.db``: a relative path is next to
+    task.toml), ``experiment`` the experiment's name (unset: the task's name), ``register`` the
+    registry name `stillhouse train` registers its model under (unset: not registered)."""
+
+    uri: str | None = None
+    experiment: str | None = None
+    # `register` in the file; another name here, as pydantic models have a `register` method
+    model_name: str | None = Field(default=None, alias="register")
+
+    @field_validator("uri", "experiment", "model_name")
+    @classmethod
+    def _not_blank(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                f"it is {_emptiness(value)}; give a value, or leave the key out"
+                + (" (tracking is then off)" if info.field_name == "uri" else "")
+            )
+        return value
+
+
 class Task(_Strict):
     name: str = Field(min_length=1)
     kind: Literal["classify", "multilabel", "spans"] = "classify"
@@ -193,6 +241,9 @@ class Task(_Strict):
     gate: dict[str, Any] = Field(default_factory=dict)
     serve: ServeSection = ServeSection()
     privacy: PrivacySection = PrivacySection()
+    # where runs are logged changes no result: not part of the fingerprint
+    tracking: TrackingSection = Field(default=TrackingSection(), exclude=True)
+    guard: GuardSection = GuardSection()
     # Where the task was loaded from; the store lives next to it.
     path: Path | None = Field(default=None, exclude=True)
 

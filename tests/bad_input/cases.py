@@ -553,6 +553,24 @@ TASK_ERRORS = [
         ("privacy.entities", "'SHOE_SIZE'"),
     ),
     (
+        "guard-injection-unknown",
+        edit("{task}", 'injection = "off"', 'injection = "quarantine"'),
+        "E003",
+        ("guard.injection", "'quarantine'", "route"),
+    ),
+    (
+        "guard-threshold-above-one",
+        edit("{task}", 'injection = "off"', 'injection = "off"\nthreshold = 1.5'),
+        "E003",
+        ("guard.threshold", "1.5"),
+    ),
+    (
+        "llm-spotlight-unknown",
+        edit("{task}", "[llm]", '[llm]\nspotlight = "highlight"'),
+        "E003",
+        ("llm.spotlight", "'highlight'", "datamark"),
+    ),
+    (
         "path-key",
         edit("{task}", 'kind = "classify"', 'kind = "classify"\npath = "x"'),
         "E004",
@@ -922,6 +940,9 @@ CASES += task_error_cases(
         "input-text-empty",
         "privacy-mode-unknown",
         "privacy-entity-unknown",
+        "guard-injection-unknown",
+        "guard-threshold-above-one",
+        "llm-spotlight-unknown",
     ],
 )
 CASES += bad_data_cases(
@@ -1385,6 +1406,24 @@ CASES += [
         says=("high",),
     ),
     Case(
+        "evaluate-by-lang-no-fallback",
+        EV + " --system m=by-lang:en={model}",
+        code="E751",
+        says=("`*`",),
+    ),
+    Case(
+        "evaluate-by-lang-not-a-language",
+        EV + " --system m=by-lang:english={model},*={model}",
+        code="E750",
+        says=("`english`",),
+    ),
+    Case(
+        "evaluate-by-lang-language-twice",
+        EV + " --system m=by-lang:en={model},en={model},*={model}",
+        code="E750",
+        says=("already has a route",),
+    ),
+    Case(
         "evaluate-llm-unknown-model",
         EV + " --system l=llm:gpt-9",
         code="E305",
@@ -1404,6 +1443,17 @@ CASES += [
         says=("2",),
     ),
     Case("evaluate-slice-unknown", EVALUATE + " --slice lang", code="E516", says=("`lang`",)),
+    Case("evaluate-redteam-zero", EVALUATE + " --redteam 0", code="E930", says=("--redteam",)),
+    Case("evaluate-redteam-negative", EVALUATE + " --redteam -5", code="E930", says=("-5",)),
+    Case("evaluate-redteam-not-a-number", EVALUATE + " --redteam many", says=("--redteam",)),
+    Case("evaluate-redteam-no-value", EVALUATE + " --redteam", says=("--redteam",)),
+    Case(
+        "evaluate-redteam-preds-not-measured",
+        EVALUATE + " --redteam 5",
+        exit=0,
+        says=("red team not measured",),
+        outputs=("{out}",),
+    ),
     Case(
         "evaluate-perturb-unknown",
         EVALUATE + " --perturb shouting",
@@ -1619,6 +1669,37 @@ CASES += [
         setup=edit("{task}", "min_accuracy = 0.3", "min_accuracy = 90"),
     ),
     Case(
+        "gate-rule-attack-success-percentage",
+        GATE,
+        code="E004",
+        says=("gate.max_attack_success_rate", "5"),
+        setup=append("{task}", "max_attack_success_rate = 5\n"),
+    ),
+    Case(
+        "gate-rule-guard-false-positives-negative",
+        GATE,
+        code="E004",
+        says=("gate.max_guard_false_positive_rate",),
+        setup=append("{task}", "max_guard_false_positive_rate = -0.01\n"),
+    ),
+    Case(
+        "gate-redteam-not-measured-fails",
+        GATE,
+        exit=1,
+        says=("not measured", "--redteam"),
+        setup=append("{task}", "max_attack_success_rate = 0.05\n"),
+    ),
+    Case(
+        "gate-results-redteam-malformed",
+        GATE,
+        code="E931",
+        says=("{results}", "redteam"),
+        setup=lambda ws: (
+            append("{task}", "max_attack_success_rate = 0.05\n")(ws),
+            edit_json("{results}", lambda doc: doc["systems"]["file"].update(redteam=[0.1]))(ws),
+        ),
+    ),
+    Case(
         "gate-rule-coverage-malformed",
         GATE,
         code="E004",
@@ -1730,6 +1811,13 @@ CASES += [
         says=("--word-ngrams",),
     ),
     Case("train-recipe-unknown", TRAIN + " --recipe forest", code="E701", says=("`forest`",)),
+    Case(
+        "train-llm-embed-remote-llm",
+        TRAIN + " --recipe llm-embed",
+        code="E753",
+        says=("llm-embed", "openai:"),
+        setup=edit("{task}", '"smollm2-135m"', '"openai:http://127.0.0.1:9/v1#m"'),
+    ),
     Case("train-quantize-linear", TRAIN + " --quantize int8", code="E709", says=("int8",)),
     Case("train-epochs-linear", TRAIN + " --epochs 2", code="E746", says=("--epochs",)),
     Case("train-threads-zero", TRAIN + " --threads 0", says=("--threads",)),
@@ -3066,6 +3154,191 @@ CASES += missing_and_odd_paths(
     "guard-scan", "guard scan --input {path} --out {out}/flags.jsonl", "E101", "E108"
 )
 
+# --- tracking (MLflow): --track, --register, task.toml [tracking] ---------------------------
+# A store that cannot be written stops the command before its work: no --out, no store row.
+NOT_A_DATABASE = " --track sqlite:///{test}"  # a JSONL file where the SQLite database should be
+
+
+def tracking_section(text: str) -> Setup:
+    return append("{task}", "\n[tracking]\n" + text + "\n")
+
+
+CASES += [
+    Case("train-track-empty", TRAIN + " --track ''", code="E971", says=("--track",)),
+    Case(
+        "train-track-folder-missing",
+        TRAIN + " --track sqlite:///{root}/nowhere/mlflow.db",
+        code="E972",
+        says=("{root}/nowhere", "does not exist"),
+    ),
+    Case(
+        "train-track-under-a-file",
+        TRAIN + " --track sqlite:///{data}/mlflow.db",
+        code="E973",
+        says=("{data}", "a file"),
+    ),
+    Case(
+        "train-track-database-is-a-folder",
+        TRAIN + " --track sqlite:///{taskdir}",
+        code="E973",
+        says=("{taskdir}", "a folder"),
+    ),
+    Case(
+        "train-track-not-a-database",
+        TRAIN + NOT_A_DATABASE,
+        code="E974",
+        says=("{test}", "cannot be written"),
+    ),
+    Case("train-track-in-memory", TRAIN + " --track sqlite://", code="E978", says=("in-memory",)),
+    Case(
+        "train-track-sqlite-without-slashes",
+        TRAIN + " --track sqlite:mlflow.db",
+        code="E978",
+        says=("sqlite:///PATH.db",),
+    ),
+    Case(
+        "train-track-server-without-host", TRAIN + " --track http://", code="E978", says=("host",)
+    ),
+    Case(
+        "train-track-server-not-answering",
+        TRAIN + " --track http://127.0.0.1:9",
+        code="E974",
+        says=("http://127.0.0.1:9",),
+        slow=True,
+    ),
+    Case(
+        "train-register-without-tracking",
+        TRAIN + " --register sentiment",
+        code="E975",
+        says=("--register", "[tracking] uri"),
+    ),
+    Case(
+        "train-register-blank",
+        TRAIN + " --track sqlite:///{root}/mlflow.db --register ' '",
+        code="E976",
+        says=("--register",),
+    ),
+    Case(
+        "train-track-read-only-folder",
+        TRAIN + " --track sqlite:///" + RO + "/mlflow.db",
+        code="E974",
+        says=(RO,),
+        setup=MAKE_RO,
+        run="mounts",
+        prepare=PREPARE_RO,
+    ),
+    Case(
+        "train-tracking-uri-empty-in-task",
+        TRAIN,
+        code="E003",
+        says=("tracking.uri", "empty"),
+        setup=tracking_section('uri = ""'),
+    ),
+    Case(
+        "train-tracking-uri-not-text",
+        TRAIN,
+        code="E003",
+        says=("tracking.uri",),
+        setup=tracking_section("uri = 3"),
+    ),
+    Case(
+        "train-tracking-unknown-key",
+        TRAIN,
+        code="E003",
+        says=("tracking.url", "unknown key"),
+        setup=tracking_section('url = "sqlite:///mlflow.db"'),
+    ),
+    Case(
+        "train-tracking-register-blank",
+        TRAIN,
+        code="E003",
+        says=("tracking.register", "only spaces"),
+        setup=tracking_section('uri = "sqlite:///mlflow.db"\nregister = " "'),
+    ),
+    Case(
+        "train-tracking-folder-missing-in-task",
+        TRAIN,
+        code="E972",
+        says=("[tracking] uri", "{taskdir}/nowhere"),
+        setup=tracking_section('uri = "sqlite:///nowhere/mlflow.db"'),
+    ),
+    Case("evaluate-track-not-a-database", EVALUATE + NOT_A_DATABASE, code="E974", says=("{test}",)),
+    Case("audit-track-not-a-database", AUDIT + NOT_A_DATABASE, code="E974", says=("{test}",)),
+    Case("annotate-track-not-a-database", ANNOTATE + NOT_A_DATABASE, code="E974", says=("{test}",)),
+    Case("annotate-track-empty", ANNOTATE + " --track ' '", code="E971", says=("--track",)),
+    Case(
+        "audit-track-ok",
+        AUDIT + " --track sqlite:///{root}/mlflow.db",
+        exit=0,
+        outputs=("{out}", "{root}/mlflow.db", "{root}/mlartifacts"),
+        slow=True,
+    ),
+]
+
+# --- --engine ray (stillhouse.scale): refused before Ray starts or anything is written -----------
+CASES += [
+    Case("annotate-engine-unknown", ANNOTATE + " --engine spark", code="E955", says=("spark",)),
+    Case(
+        "annotate-ray-address-without-ray",
+        ANNOTATE + " --ray-address auto",
+        code="E954",
+        says=("--ray-address", "--engine ray"),
+    ),
+    Case(
+        "annotate-ray-workers-without-ray",
+        ANNOTATE + " --ray-workers 2",
+        code="E954",
+        says=("--ray-workers",),
+    ),
+    Case(
+        "annotate-ray-address-not-an-address",
+        ANNOTATE + " --engine ray --ray-address not-an-address",
+        code="E950",
+        says=("not-an-address", "ray://"),
+    ),
+    Case(
+        "predict-ray-address-bad-port",
+        PREDICT + " --engine ray --ray-address ray://head:99999",
+        code="E950",
+        says=("ray://head:99999",),
+    ),
+    Case(
+        "evaluate-ray-address-empty",
+        EVALUATE + " --engine ray --ray-address ''",
+        code="E950",
+        says=("--ray-address",),
+    ),
+    Case("audit-engine-unknown", AUDIT + " --engine dask", code="E955", says=("dask",)),
+    Case("serve-replicas-without-ray", SERVE + " --replicas 2", code="E954", says=("--replicas",)),
+    Case(
+        "serve-autoscale-without-ray",
+        SERVE + " --autoscale 1-2",
+        code="E954",
+        says=("--autoscale",),
+    ),
+    Case(
+        "serve-ray-replicas-and-autoscale",
+        SERVE + " --engine ray --replicas 2 --autoscale 1-3",
+        code="E956",
+        says=("--replicas", "--autoscale"),
+    ),
+    Case(
+        "serve-ray-autoscale-reversed",
+        SERVE + " --engine ray --autoscale 3-1",
+        code="E953",
+        says=("MIN-MAX", "3-1"),
+    ),
+    Case(
+        "serve-ray-autoscale-not-numbers",
+        SERVE + " --engine ray --autoscale many",
+        code="E953",
+        says=("many",),
+    ),
+    Case(
+        "serve-ray-workers", SERVE + " --engine ray --workers 2", code="E959", says=("--replicas",)
+    ),
+]
+
 # --- the app itself ---------------------------------------------------------------------------
 CASES += [
     Case(f"{name}-help", f"{name} --help", exit=0, says=("Usage",))
@@ -3074,6 +3347,23 @@ CASES += [
 CASES += [
     Case("app-help", "--help", exit=0, says=("annotate", "evaluate")),
     Case("app-unknown-command", "label --task x", says=("label",)),
+]
+
+# --- label shortlists and `labels describe` ----------------------------------------------------
+LABELS_DESCRIBE = "labels describe --task {task} --data {data}"
+CASES += [
+    Case("annotate-shortlist-one", ANNOTATE + " --shortlist 1", code="E561", says=("--shortlist",)),
+    Case("annotate-shortlist-negative", ANNOTATE + " --shortlist -1", says=("--shortlist",)),
+    Case("labels-help", "labels --help", exit=0, says=("describe",)),
+    Case(
+        "labels-describe-no-labelled-rows",
+        "labels describe --task {task} --data {texts}",
+        code="E562",
+        says=("{texts}", "gold labels"),
+    ),
+    Case("labels-describe-per-label-zero", LABELS_DESCRIBE + " --per-label 0", code="E564"),
+    Case("labels-describe-out-is-the-task", LABELS_DESCRIBE + " --out {task}", code="E120"),
+    Case("labels-describe-no-data", "labels describe --task {task}", says=("--data",)),
 ]
 
 assert len({case.id for case in CASES}) == len(CASES), "case ids must be unique"

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from stillhouse.data.io import data_fingerprint
 from stillhouse.data.store import ReviewItem
 from stillhouse.errors import Errors, fail
 from stillhouse.task import Task
+
+if TYPE_CHECKING:
+    from stillhouse.scale.engine import Engine
 
 # In the order they run and are reported.
 CHECKS = (
@@ -154,8 +157,10 @@ def run_audit(
     skip_invalid: bool = False,
     write_queue: bool = True,
     progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> AuditReport:
-    """Audit ``data_path`` (and its split ``test_path``) for ``task``; see README "Audit"."""
+    """Audit ``data_path`` (and its split ``test_path``) for ``task``; see README "Audit".
+    ``engine`` ``ray``: the sentence embeddings are computed by Ray actors."""
     validate_settings(settings)
     if annotator is not None and task.kind != "classify":
         raise fail(Errors.E607, path=task.path, kind=task.kind)
@@ -167,7 +172,7 @@ def run_audit(
     wanted = set(settings.checks)
     labels = data.labels if task.kind == "classify" else [None] * len(data.examples)
     checks: dict[str, CheckResult] = {}
-    embeddings = _embeddings_if_needed(data, wanted, settings, say)
+    embeddings = _embeddings_if_needed(data, wanted, settings, say, engine)
 
     if "duplicates" in wanted:
         say("exact duplicates")
@@ -268,7 +273,11 @@ def _degenerate_data_warnings(data: AuditData, task: Task) -> list[str]:
 
 
 def _embeddings_if_needed(
-    data: AuditData, wanted: set[str], settings: AuditSettings, say: Progress
+    data: AuditData,
+    wanted: set[str],
+    settings: AuditSettings,
+    say: Progress,
+    engine: Engine | None = None,
 ) -> np.ndarray | None:
     needs = "outliers" in wanted or settings.paraphrases
     learnable = len({label for label in data.labels if label is not None}) >= 2
@@ -277,6 +286,10 @@ def _embeddings_if_needed(
     if not needs:
         return None
     say(f"embedding {len(data.examples)} texts (all-MiniLM-L6-v2)")
+    if engine is not None and engine.is_ray:
+        from stillhouse.scale.embed import embed_on_ray
+
+        return embed_on_ray([example.text for example in data.examples], engine)
     import torch
 
     from stillhouse.llm.fewshot import embed

@@ -23,6 +23,7 @@ from stillhouse.cli import (  # noqa: F401  (imported to register their commands
     monitor,
     review,
     guard,
+    labels,
 )
 
 # isort: on

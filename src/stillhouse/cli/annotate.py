@@ -18,6 +18,8 @@ from stillhouse.cli._common import (
     out,
     progress_reporter,
 )
+from stillhouse.cli._engine import EngineOption, RayAddressOption, RayWorkersOption
+from stillhouse.cli._tracking import TrackOption, say_logged
 
 
 @app.command()
@@ -46,6 +48,13 @@ def annotate(
             min=0, help="Add the K nearest labelled examples of the input to each prompt."
         ),
     ] = None,
+    shortlist: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Score only the K labels a retriever ranks first per text (0: every label; default: task.toml \\[llm].shortlist, 10 above 20 labels).",
+        ),
+    ] = None,
     unlabelled_only: Annotated[
         bool,
         typer.Option(
@@ -67,12 +76,20 @@ def annotate(
         int | None, typer.Option(min=1, help="CPU threads for llama.cpp (default: all cores).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    track: TrackOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Label every text with the LLM; results go to the task's store (stillhouse.db). Resumable."""
     from stillhouse.annotate import annotate as run_annotate
+    from stillhouse.scale.engine import make_engine
     from stillhouse.task import load_task
+    from stillhouse.tracking import start_tracking
 
+    chosen = make_engine(engine, ray_address, ray_workers, threads)
     spec = load_task(task)
+    tracker = start_tracking(spec, track)  # before the work: E970–E978
     with progress_reporter("annotating") as progress:
         summary = run_annotate(
             spec,
@@ -81,12 +98,18 @@ def annotate(
             limit=limit,
             method=method,
             shots=shots,  # type: ignore[arg-type]
+            shortlist=shortlist,
             unlabelled_only=unlabelled_only,
             use_cache=not no_cache,
             skip_invalid=skip_invalid,
             threads=threads,
             progress=progress,
+            engine=chosen if chosen.is_ray else None,
         )
+    if tracker is not None:
+        from stillhouse.tracking.commands import log_annotate
+
+        say_logged(log_annotate(tracker, summary, spec.name), tracker.target.uri)
     if as_json:
         out.print_json(
             json.dumps(
@@ -149,6 +172,11 @@ def print_annotate_summary(summary: Any) -> None:
         if summary.privacy_blocked:
             line += f"; {summary.privacy_blocked} not sent, in the review queue `privacy`"
         table.add_row("privacy", line)
+    if summary.injection_flagged:
+        line = f"{summary.injection_flagged} flagged as possible prompt injection"
+        if summary.injection_queued:
+            line += f"; {summary.injection_queued} not sent, in the review queue `injection`"
+        table.add_row("guard", line)
     top = ", ".join(f"{label} {count}" for label, count in list(summary.label_counts.items())[:6])
     table.add_row("labels", top or "-")
     table.add_row("store", summary.store)

@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from stillhouse.cli._common import TaskOption, app, clean_errors, err, out
+from stillhouse.cli._engine import EngineOption, RayAddressOption, RayWorkersOption
+from stillhouse.cli._tracking import TrackOption, say_logged
 
 
 @app.command()
@@ -67,13 +69,19 @@ def audit(
         typer.Option("--skip-invalid", help="Drop invalid rows (counted) instead of stopping."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print audit.json to stdout.")] = False,
+    track: TrackOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Audit a dataset: duplicates, leakage, likely label errors, PII, language, text health."""
     from stillhouse.audit.fix import FixOptions
     from stillhouse.audit.outputs import check_audit_outputs, write_outputs
     from stillhouse.audit.run import AuditSettings, parse_checks, run_audit
     from stillhouse.errors import Errors, fail
+    from stillhouse.scale.engine import make_engine
     from stillhouse.task import load_task
+    from stillhouse.tracking import start_tracking
 
     settings = AuditSettings(
         checks=parse_checks(checks),
@@ -90,8 +98,10 @@ def audit(
         if given is not None and (fix is None or needed not in settings.checks):
             expected = f"used with --fix and the {needed} check"
             raise fail(Errors.E605, what=flag, expected=expected, value=given)
+    chosen = make_engine(engine, ray_address, ray_workers)
     spec = load_task(task)
     check_audit_outputs(spec, data, test, out_dir, fix)
+    tracker = start_tracking(spec, track)  # before the work: E970–E978
     report = run_audit(
         spec,
         data,
@@ -100,8 +110,13 @@ def audit(
         settings=settings,
         skip_invalid=skip_invalid,
         progress=lambda step: err.print(f"audit: {step}…", highlight=False),
+        engine=chosen if chosen.is_ray else None,
     )
     outputs = write_outputs(report, out_dir, fix_path=fix, fix_options=fix_options)
+    if tracker is not None:
+        from stillhouse.tracking.commands import log_audit
+
+        say_logged(log_audit(tracker, outputs), tracker.target.uri)
     if as_json:
         out.print_json(json.dumps(outputs.document, default=str))
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from stillhouse.cli._common import TaskOption, app, clean_errors, out
+from stillhouse.cli._engine import EngineOption, RayAddressOption, RayWorkersOption
+from stillhouse.cli._tracking import TrackOption, say_logged
 
 
 @app.command()
@@ -30,7 +33,8 @@ def evaluate(
             "(the task's prompt on an embedded model, a .gguf or openai:URL#MODEL), "
             "NAME=model:DIR (a trained model) or NAME=cascade:STAGE@T,...,STAGE\\[@A] (each "
             "STAGE is SOURCE:VALUE, e.g. model:DIR; it passes texts whose top probability is "
-            "below T on; abstain below A); repeatable.",
+            "below T on; abstain below A) or NAME=by-lang:LANG=DIR,...,*=DIR (each text to "
+            "the model of its language: the `lang` meta field, else lingua); repeatable.",
         ),
     ] = None,
     bootstrap: Annotated[
@@ -55,6 +59,17 @@ def evaluate(
             "punctuation, mild_mix, gender, names; or robustness, fairness, all."
         ),
     ] = None,
+    redteam: Annotated[
+        int | None,
+        typer.Option(
+            "--redteam",
+            metavar="N",
+            help="Attack N test texts (seeded with --seed; e.g. --redteam 200) with prompt "
+            "injections from attack families the injection detector never trained on, each "
+            "aiming at a wrong label: attack success rate, flip rate, clean accuracy and the "
+            "guard's recall and false positives per system.",
+        ),
+    ] = None,
     efficiency_sample: Annotated[
         int,
         typer.Option(
@@ -63,17 +78,27 @@ def evaluate(
             "(0: off; predictions files are never timed).",
         ),
     ] = 100,
+    track: TrackOption = None,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    ray_workers: RayWorkersOption = None,
 ) -> None:
     """Score every system on the test set (classify tasks): OUT/results.json and OUT/report.html."""
     from stillhouse.evaluate.efficiency import EfficiencySettings
     from stillhouse.evaluate.perturb import parse_perturbations
+    from stillhouse.evaluate.redteam import check_attack_count
     from stillhouse.evaluate.report import REPORT_FILE_NAME, write_report
     from stillhouse.evaluate.results import RESULTS_FILE_NAME, write_results
     from stillhouse.evaluate.run import evaluate as run_evaluate
     from stillhouse.output_guard import Input, Output, check_outputs, task_inputs
     from stillhouse.predictors import open_systems, system_inputs
+    from stillhouse.scale.engine import make_engine
     from stillhouse.task import load_task
+    from stillhouse.tracking import start_tracking
 
+    chosen = make_engine(engine, ray_address, ray_workers)
+    if redteam is not None:
+        check_attack_count(redteam)
     spec = load_task(task)
     check_outputs(
         [
@@ -87,21 +112,33 @@ def evaluate(
             *system_inputs(system or [], spec),
         ],
     )
-    results = run_evaluate(
-        spec,
-        test,
-        open_systems(system or [], spec),
-        n_resamples=bootstrap,
-        seed=seed,
-        slices=slice_fields or [],
-        target_precision=target_precision,
-        perturbations=parse_perturbations(perturb or ""),
-        efficiency=EfficiencySettings(sample=efficiency_sample),
-    )
+    tracker = start_tracking(spec, track)  # before the work: E970–E978
+    with ExitStack() as ray_parts:
+        systems = (
+            _ray_systems(ray_parts, system or [], spec, chosen)
+            if chosen.is_ray
+            else open_systems(system or [], spec)
+        )
+        results = run_evaluate(
+            spec,
+            test,
+            systems,
+            n_resamples=bootstrap,
+            seed=seed,
+            slices=slice_fields or [],
+            target_precision=target_precision,
+            perturbations=parse_perturbations(perturb or ""),
+            efficiency=EfficiencySettings(sample=efficiency_sample),
+            redteam=redteam,
+        )
     path = write_results(results, out_dir / RESULTS_FILE_NAME)
     report = write_report(results, out_dir / REPORT_FILE_NAME)
     print_leaderboard(results)
     out.print(f"wrote {path} and {report}")
+    if tracker is not None:
+        from stillhouse.tracking.commands import log_evaluate
+
+        say_logged(log_evaluate(tracker, results, path, report), tracker.target.uri)
 
 
 def print_leaderboard(results: Any) -> None:
@@ -152,6 +189,7 @@ def print_leaderboard(results: Any) -> None:
     for name, system in results.systems.items():
         print_cascade(name, system, target)
         print_robustness(name, system)
+        print_redteam(name, system)
         print_efficiency(name, system)
     for comparison in results.comparisons:
         out.print(escape(comparison["sentence"]))
@@ -176,6 +214,18 @@ def print_cascade(name: str, system: dict[str, Any], target: float) -> None:
             f"keep accuracy ≥ {target:g} (coverage {at_precision['coverage']['estimate']:.0%}): "
             "usable as a cascade stage's @THRESHOLD"
         )
+
+
+def _ray_systems(stack: ExitStack, specs: list[str], task: Any, engine: Any) -> dict[str, Any]:
+    """The systems with `model:` and `llm:` inference in Ray actors, closed with ``stack``."""
+    from stillhouse.scale.engine import connected
+    from stillhouse.scale.models import open_systems_on_ray
+
+    stack.enter_context(connected(engine))
+    systems, on_ray = open_systems_on_ray(specs, task, engine)
+    for model in on_ray:
+        stack.callback(model.close)
+    return systems
 
 
 def print_efficiency(name: str, system: dict[str, Any]) -> None:
@@ -216,3 +266,25 @@ def print_robustness(name: str, system: dict[str, Any]) -> None:
     highest = robustness["max_flip_rate"]
     parts.append(f"highest flip rate {highest['value']:.3f} ({highest['perturbation']})")
     out.print(f"{escape(name)} · robustness: {escape(', '.join(parts))}")
+
+
+def print_redteam(name: str, system: dict[str, Any]) -> None:
+    redteam = system.get("redteam")
+    if redteam is None:
+        if "redteam" in system.get("not_measured", {}):
+            reason = system["not_measured"]["redteam"]
+            out.print(f"{escape(name)} · red team not measured: {escape(reason)}")
+        return
+    line = (
+        f"attack success {redteam['attack_success_rate']['estimate']:.3f}, flip rate "
+        f"{redteam['flip_rate']['estimate']:.3f}, clean accuracy "
+        f"{redteam['clean_accuracy']['estimate']:.3f}, abstained under attack "
+        f"{redteam['abstention_rate']['estimate']:.3f} ({redteam['attacks']} attacked texts)"
+    )
+    guard = redteam.get("guard")
+    if guard is not None:
+        line += (
+            f"; guard recall {guard['recall']['estimate']:.3f}, false positives "
+            f"{guard['false_positive_rate']['estimate']:.3f}"
+        )
+    out.print(f"{escape(name)} · red team: {escape(line)}")

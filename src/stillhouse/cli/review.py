@@ -25,7 +25,8 @@ def review(
         str | None,
         typer.Option(
             help="auto (abstentions and likely label errors, then LLM–human disagreements, then "
-            "the least sure) | uncertain | audit | disagreement | abstained | privacy | random. "
+            "the least sure) | uncertain | audit | disagreement | abstained | privacy | injection | "
+            "random. "
             "Default auto."
         ),
     ] = None,

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from stillhouse.cli._common import TaskOption, app, clean_errors, out
+from stillhouse.cli._engine import EngineOption, RayAddressOption
 
 STOPPED = "stopped: requests in flight were answered and the prediction log was written."
 
@@ -82,16 +83,37 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Print a line per request (costs speed).")
     ] = False,
+    engine: EngineOption = "local",
+    ray_address: RayAddressOption = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --engine ray: Ray Serve replicas, each with every system."),
+    ] = None,
+    autoscale: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: MIN-MAX replicas, scaled by Ray Serve with the load (e.g. 1-4)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the task's systems over HTTP: POST /v1/predict, GET /v1/systems, /healthz, /readyz,
     /metrics, /openapi.json, POST /v1/admin/reload (or SIGHUP)."""
+    from stillhouse.errors import Errors, fail
     from stillhouse.output_guard import Output, check_outputs
+    from stillhouse.scale.engine import make_engine
     from stillhouse.serve.prediction_log import PredictionLog
     from stillhouse.serve.server import bind, describe_start, run_server, url_of
     from stillhouse.serve.settings import ServeSettings, plan_threads, read_token
     from stillhouse.serve.systems import check_specs, served_specs
     from stillhouse.task import load_task
 
+    chosen = make_engine(engine, ray_address)
+    if not chosen.is_ray:
+        for option, value in (("--replicas", replicas), ("--autoscale", autoscale)):
+            if value is not None:
+                raise fail(Errors.E954, option=option)
+    elif workers != 1:
+        raise fail(Errors.E959, option="--workers (use --replicas)")
     spec = load_task(task)
     settings = ServeSettings.from_task(
         spec,
@@ -107,6 +129,15 @@ def serve(
         log_texts=log_texts or None,  # None: the task's [serve].log_texts
         access_log=access_log,
     ).check()
+    if chosen.is_ray:
+        from stillhouse.scale.serve import choose_replicas, run_on_ray
+
+        count = choose_replicas(replicas, autoscale)
+        systems = served_specs(spec, system or [])
+        check_specs(systems, spec)
+        settings = settings.with_values(threads=threads or 1)
+        run_on_ray(spec, systems, settings, count, chosen, lambda line: out.print(escape(line)))
+        return
     plan = plan_threads(settings.workers, settings.threads)
     settings = settings.with_values(threads=plan.threads)
     systems = served_specs(spec, system or [])

@@ -18,6 +18,7 @@ from stillhouse.cli._common import (
     out,
     progress_reporter,
 )
+from stillhouse.cli._tracking import RegisterOption, TrackOption, say_logged
 
 
 @app.command()
@@ -49,7 +50,11 @@ def train(
         ),
     ] = 0.0,
     recipe: Annotated[
-        str, typer.Option(help="linear | encoder | contrastive-encoder | lora-encoder | lora-llm.")
+        str,
+        typer.Option(
+            help="linear | encoder | llm-embed | llm-embed-ngrams | contrastive-encoder | "
+            "lora-encoder | lora-llm (other languages than English: linear or llm-embed-ngrams)."
+        ),
     ] = "linear",
     quantize: Annotated[
         str | None,
@@ -102,10 +107,13 @@ def train(
         int | None, typer.Option(min=1, help="CPU threads for ONNX Runtime.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the model card as JSON.")] = False,
+    track: TrackOption = None,
+    register: RegisterOption = None,
 ) -> None:
     """Distil labels into a small calibrated model folder with a model card (classify tasks;
     multilabel: linear | encoder, one-vs-rest; spans: --recipe spacy-ner)."""
     from stillhouse.task import load_task
+    from stillhouse.tracking import start_tracking
     from stillhouse.train import TrainSettings
     from stillhouse.train import train as run_train
     from stillhouse.train.recipe import busy_with
@@ -132,9 +140,15 @@ def train(
         max_minutes=max_minutes,
         **ngrams,
     )
+    spec = load_task(task)
+    if track is not None or spec.tracking.uri is not None:
+        from stillhouse.train.folder import check_out_is_free
+
+        check_out_is_free(out_dir)  # a taken --out is refused before the store is opened
+    tracker = start_tracking(spec, track, register)  # before the work: E970–E978
     with progress_reporter(busy_with(recipe)) as progress:
         summary = run_train(
-            load_task(task),
+            spec,
             out_dir,
             settings,
             data=data,
@@ -142,6 +156,10 @@ def train(
             log=lambda message: err.print(escape(message)),
             progress=progress,
         )
+    if tracker is not None:
+        from stillhouse.tracking.commands import log_train
+
+        say_logged(log_train(tracker, summary.path, summary.card), tracker.target.uri)
     if as_json:
         out.print_json(json.dumps(summary.card))
         return

@@ -58,6 +58,8 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 ABSTAINED_QUEUE = "abstained"
 # The review queue texts go to that [privacy] remote = "block" kept from a remote LLM.
 PRIVACY_QUEUE = "privacy"
+# The review queue texts go to that [guard] injection = "route"/"block" kept from the LLM.
+INJECTION_QUEUE = "injection"
 # How long an operation waits for another process's write lock before it gives up (E208).
 DEFAULT_TIMEOUT_S = 30.0
 TIMEOUT_ENVIRONMENT_VARIABLE = "STILLHOUSE_STORE_TIMEOUT"

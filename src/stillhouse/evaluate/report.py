@@ -4,7 +4,7 @@ Inline CSS and inline SVG charts (:mod:`stillhouse.evaluate.charts`); no scripts
 stylesheets from anywhere else. Sections (each an ``<section id=...>``, always present, saying
 "not measured" and why where results.json lacks the numbers): ``leaderboard``,
 ``comparisons``, ``calibration``, ``selective``, ``pareto``, ``slices``, ``robustness``,
-``efficiency``, ``confusion``, ``errors``, ``provenance``.
+``redteam``, ``efficiency``, ``confusion``, ``errors``, ``provenance``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ SECTIONS = (
     ("pareto", "Accuracy vs latency"),
     ("slices", "Slices"),
     ("robustness", "Robustness and fairness"),
+    ("redteam", "Red team: prompt injection"),
     ("efficiency", "Efficiency and reproducibility"),
     ("confusion", "Confusion matrices"),
     ("errors", "Most confident errors"),
@@ -72,6 +73,7 @@ def render_report(results: Results) -> str:
         "pareto": _pareto,
         "slices": _slices,
         "robustness": _robustness,
+        "redteam": _redteam,
         "efficiency": _efficiency,
         "confusion": _confusion,
         "errors": _errors,
@@ -156,7 +158,31 @@ def _leaderboard(results: Results, colors: dict[str, str]) -> str:
         "latency needs a system that predicts in this process; robustness needs --perturb. "
         "A dash means not measured.</p>"
     )
-    return _table(header, rows) + note + _cascades(results, colors)
+    return _table(header, rows) + note + _cascades(results, colors) + _guards(results, colors)
+
+
+def _guards(results: Results, colors: dict[str, str]) -> str:
+    """Per system whose texts were screened for prompt injection ([guard]): how many were
+    flagged, and kept from the LLM."""
+    rows = [
+        [
+            _system_name(name, colors),
+            escape(str(guard["injection"])),
+            f"{guard['flagged']} of {guard['scanned']}",
+            str(guard["kept_from_llm"]),
+        ]
+        for name, system in results.systems.items()
+        if (guard := system.get("guard"))
+    ]
+    if not rows:
+        return ""
+    header = ("system", "[guard] injection", "flagged", "kept from the LLM")
+    note = (
+        "<p class=muted>Texts the prompt-injection detector flagged before an LLM saw them. "
+        "Kept from the LLM (route, block): the system abstained on them or a non-LLM stage "
+        "answered them.</p>"
+    )
+    return "<h3>Guard</h3>" + _table(header, rows, text_column=1) + note
 
 
 def _cascades(results: Results, colors: dict[str, str]) -> str:
@@ -447,6 +473,78 @@ def _robustness(results: Results, colors: dict[str, str]) -> str:
         "text is perturbed. Worst case: an item counts as right only if right on the original "
         "and under every perturbation of the family (HELM).</p>" + "".join(parts)
     )
+
+
+def _redteam(results: Results, colors: dict[str, str]) -> str:
+    settings = results.settings.get("redteam")
+    if not settings:
+        return _not_measured("evaluate with --redteam N, e.g. --redteam 200")
+    rows, guards, breakdowns = [], [], []
+    for name, system in results.systems.items():
+        redteam = system.get("redteam")
+        if redteam is None:
+            reason = system.get("not_measured", {}).get("redteam", "not measured")
+            rows.append([_system_name(name, colors), _not_measured(reason), "", "", "", ""])
+            continue
+        rows.append(
+            [
+                _system_name(name, colors),
+                _interval(redteam["attack_success_rate"]),
+                _interval(redteam["flip_rate"]),
+                _interval(redteam["clean_accuracy"]),
+                _interval(redteam["accuracy_under_attack"]),
+                _interval(redteam["abstention_rate"]),
+            ]
+        )
+        guard = redteam.get("guard")
+        if guard is not None:
+            guards.append(
+                [
+                    _system_name(name, colors),
+                    _interval(guard["recall"]),
+                    f"{guard['flagged_attacked']} / {redteam['attacks']}",
+                    _interval(guard["false_positive_rate"]),
+                    f"{guard['flagged_clean']} / {guard['clean_texts']}",
+                ]
+            )
+        cells = [
+            f"{escape(group)}: {row['attack_success_rate']:.0%} of {row['n']}"
+            for group, row in {**redteam["by_family"], **redteam["by_position"]}.items()
+        ]
+        breakdowns.append(
+            f"<p class=sentence>{_system_name(name, colors)} · " + "; ".join(cells) + "</p>"
+        )
+    header = (
+        "system",
+        "attack success",
+        "flip rate",
+        "clean accuracy",
+        "accuracy under attack",
+        "abstained under attack",
+    )
+    families = ", ".join(settings.get("families", []))
+    parts = [
+        f"<p class=muted>{settings['attacked']} test texts attacked once each (seed "
+        f"{results.settings['seed']}), with attack families the injection detector never "
+        f"trained on ({escape(families)}) and BIPIA's test-split instructions, at the start, "
+        "middle or end of the text; every attack names a target label other than the gold one. "
+        "Attack success: answered with the target. Flip rate: answer differs from the one on "
+        "the clean text. Clean accuracy is on the same texts without the attack. Intervals: "
+        "bootstrap over the attacked texts.</p>",
+        _table(header, rows),
+    ]
+    if guards:
+        guard_header = (
+            "system",
+            "guard recall (attacked)",
+            "flagged",
+            "false positives (clean)",
+            "flagged",
+        )
+        parts.append("<h3>Injection guard</h3>" + _table(guard_header, guards))
+    if breakdowns:
+        parts.append("<h3>Attack success by family and position</h3>" + "".join(breakdowns))
+    return "".join(parts)
 
 
 def _efficiency(results: Results, colors: dict[str, str]) -> str:

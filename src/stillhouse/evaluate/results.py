@@ -12,8 +12,10 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
   example ids in test order; every per-item list below follows this order).
 - ``settings``: ``n_resamples`` (bootstrap resamples), ``seed`` (of the resamples),
   ``confidence`` (0.95), ``target_precision`` (of ``coverage_at_precision``), ``slices`` (the
-  meta fields sliced by), ``perturbations`` (names run, seeded with ``seed``), ``efficiency``
-  (``sample``, ``warmup``, ``batch_sizes``).
+  meta fields sliced by), ``perturbations`` (names run, seeded with ``seed``), ``redteam``
+  (null without ``--redteam``; else ``texts`` asked for, ``attacked`` (texts attacked: at most
+  the test set), ``families`` (the held-out template families), ``bipia_split`` (``"test"``),
+  ``bipia_share``, ``positions``), ``efficiency`` (``sample``, ``warmup``, ``batch_sizes``).
 - ``provenance``: ``model_hashes`` (system → the sha256 its ``describe()`` reports for its
   model or predictions file, or null), ``package_versions`` (name → version, Python included), ``created_at``
   (ISO 8601, UTC).
@@ -61,6 +63,20 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     family run; null when none was): an item counts as right only if right on the original
     and under each of them (HELM's worst case); ``max_flip_rate``: ``perturbation`` and
     ``value`` of the highest flip rate (what gate's ``max_flip_rate`` reads).
+  - ``redteam`` (null unless ``settings.redteam`` is set and the system can answer new texts;
+    :mod:`stillhouse.evaluate.redteam`): ``attacks`` (attacked texts, each attacked once);
+    intervals over the attacked texts (their own resamples, shared by all systems)
+    ``attack_success_rate`` (answered with the attack's target label), ``flip_rate`` (answer
+    differs from the one on the clean text), ``clean_accuracy`` (the same texts without the
+    attack), ``accuracy_under_attack`` and ``abstention_rate`` (abstained on under attack);
+    counts ``succeeded``, ``flipped``, ``abstained``; ``by_family`` / ``by_position``: group →
+    ``n``, ``attack_success_rate``, ``flip_rate`` (BIPIA categories grouped as ``bipia_text`` /
+    ``bipia_code``); ``guard`` (null unless the system's predictions carry the injection
+    detector's verdict, ``info["guard"]``): intervals ``recall`` (share of attacked texts
+    flagged) and ``false_positive_rate`` (share of all clean test texts flagged, over the
+    evaluation's resamples), ``flagged_attacked``, ``flagged_clean``, ``clean_texts``;
+    ``successful_attacks``: up to 10 (``id``, ``family``, ``position``, ``target``, ``text``).
+    Read by gate's ``max_attack_success_rate`` and ``max_guard_false_positive_rate``.
   - ``efficiency`` (null for a predictions file or with ``settings.efficiency.sample`` 0;
     method in :mod:`stillhouse.evaluate.efficiency`): ``sample`` (texts timed), ``warmup``,
     ``latency_ms`` (``p50``, ``p95``, ``p99``, ``mean`` at batch size 1), ``throughput``
@@ -87,6 +103,10 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
     ``name``, ``threshold``, ``answered`` and ``share`` of the test items each stage answered),
     ``abstain_below`` (the last stage's threshold, null for none), ``abstained`` and
     ``abstained_share``.
+  - ``guard`` (systems whose texts were screened for prompt injection before an LLM saw them,
+    :mod:`stillhouse.guard.screen`; absent otherwise): ``injection`` (the ``[guard]`` mode),
+    ``scanned``, ``flagged`` and ``kept_from_llm`` (flagged under ``route``/``block``) counts
+    of the test items; each prediction's ``info["guard"]`` has the item's score.
   - ``not_measured``: family → why it could not be measured for this system (e.g. a
     predictions file cannot answer perturbed texts).
   - ``correct``: per item, 1 where the system's label equals the gold label, else 0.

@@ -50,6 +50,12 @@ from stillhouse.evaluate.efficiency import (
 )
 from stillhouse.evaluate.paired import describe_difference, holm, mcnemar_exact, paired_bootstrap
 from stillhouse.evaluate.perturb import parse_perturbations
+from stillhouse.evaluate.redteam import (
+    build_attacks,
+    check_attack_count,
+    measure_redteam,
+    redteam_sources,
+)
 from stillhouse.evaluate.results import Results
 from stillhouse.evaluate.robustness import measure_perturbations
 from stillhouse.evaluate.selective import (
@@ -58,6 +64,7 @@ from stillhouse.evaluate.selective import (
     selective_per_resample,
 )
 from stillhouse.evaluate.structured import multilabel_results, span_results, strict_hits
+from stillhouse.guard.screen import count_screened
 from stillhouse.predictors import PredictionsFile, Predictor
 from stillhouse.provenance import package_versions
 from stillhouse.task import Task
@@ -89,6 +96,7 @@ def evaluate(
     target_precision: float | None = None,
     perturbations: Sequence[str] = (),
     efficiency: EfficiencySettings | None = None,
+    redteam: int | None = None,
 ) -> Results:
     """Evaluate ``systems`` (name → Predictor) on the gold-labelled examples of ``test_path``.
 
@@ -99,11 +107,13 @@ def evaluate(
     each system that can predict texts (not a predictions file) answers every perturbed text.
     ``efficiency``: how such systems are timed (default :class:`EfficiencySettings`, a sample
     of 100 texts; ``sample=0`` turns efficiency and reproducibility off).
+    ``redteam``: how many test texts to attack (:mod:`stillhouse.evaluate.redteam`, seeded
+    with ``seed``; None: no red team); each system that can predict texts answers them.
     Multilabel and span tasks get the metrics of :mod:`stillhouse.evaluate.structured`, slices,
     comparisons on whole-answer correctness, efficiency and reproducibility; calibration,
     selective prediction, confusion matrices and perturbations are classification only.
-    Bad input raises a StillhouseError: E504 (no system), E515 (bad setting), E516 (unknown
-    slice field), E537 (a span outside its text), the read errors of :func:`read_examples` (an
+    Bad input raises a StillhouseError: E504 (no system), E515 (bad setting), E930 (a bad
+    ``redteam`` count), E516 (unknown slice field), E537 (a span outside its text), the read errors of :func:`read_examples` (an
     empty test set is E104) and the prediction errors of
     :class:`stillhouse.predictors.PredictionsFile` and
     :func:`stillhouse.data.predictions.check_prediction`.
@@ -112,6 +122,8 @@ def evaluate(
         raise fail(Errors.E504)
     target = default_target_precision(task) if target_precision is None else target_precision
     _check_settings(n_resamples, seed, target)
+    if redteam is not None:
+        check_attack_count(redteam, "redteam")
     examples = read_examples(test_path, task, require_gold=True, offers_skip_invalid=False).examples
     _check_slices(examples, slices)
     perturbations = parse_perturbations(perturbations)
@@ -123,6 +135,17 @@ def evaluate(
     gold = label_indices([example.gold for example in examples], labels) if classify else None
     indices = resample_indices(len(examples), n_resamples, seed)
     source = f"the test set {test_path}"
+    attacks = (
+        build_attacks(
+            [example.text for example in examples],
+            [example.gold for example in examples],  # type: ignore[misc]
+            labels,
+            redteam,
+            seed=seed,
+        )
+        if redteam is not None and classify
+        else []
+    )
     measured: dict[str, dict[str, Any]] = {}
     for name, predictor in systems.items():
         predictions = _predictions(name, predictor, examples, task, source)
@@ -158,6 +181,26 @@ def evaluate(
                 indices=indices,
                 confidence=CONFIDENCE,
             )
+        redteam_results = None
+        if redteam is not None and not classify:
+            not_measured["redteam"] = CLASSIFY_ONLY
+        elif redteam is not None and isinstance(predictor, PredictionsFile):
+            not_measured["redteam"] = FILE_CANNOT_PREDICT
+        elif attacks:
+            assert gold is not None
+            redteam_results = measure_redteam(
+                attacks,
+                predictions,
+                predicted,
+                gold,
+                labels,
+                partial(_texts_predictions, name, predictor, task),
+                n_resamples=n_resamples,
+                seed=seed,
+                clean_indices=indices,
+                ids=[example.id for example in examples],
+                confidence=CONFIDENCE,
+            )
         efficiency_results = reproducibility_results = None
         if isinstance(predictor, PredictionsFile):
             not_measured["efficiency"] = not_measured["reproducibility"] = FILE_CANNOT_PREDICT
@@ -168,12 +211,17 @@ def evaluate(
             reproducibility_results = reproducibility([predictions[i] for i in timed], again)
         if isinstance(predictor, Cascade):
             core["cascade"] = stage_shares(predictions, predictor)
+        screened = count_screened([prediction.info for prediction in predictions])
+        if screened is not None:  # [guard]: texts screened for injection, flagged, kept
+            core["guard"] = {"injection": task.guard.injection, **screened}
         measured[name] = {
             "description": predictor.describe(),
             **core,
-            "slices": _slice_results(examples, correct, indices, slices),
+            "slices": _slice_results(examples, correct, indices, slices)
+            | _routed_slices(predictor, examples, predictions, correct, indices),
             "most_confident_errors": _most_confident_errors(examples, predictions, correct, task),
             "robustness": robustness,
+            "redteam": redteam_results,
             "efficiency": efficiency_results,
             "reproducibility": reproducibility_results,
             "not_measured": not_measured,
@@ -199,6 +247,9 @@ def evaluate(
             "target_precision": target,
             "slices": list(slices),
             "perturbations": list(perturbations),
+            "redteam": None
+            if redteam is None
+            else {"texts": redteam, "attacked": len(attacks), **redteam_sources()},
             "efficiency": {
                 "sample": timing.sample,
                 "warmup": timing.warmup,
@@ -267,16 +318,31 @@ def _predictions(
     """The predictor's predictions for ``examples``, validated; all with probabilities or none."""
     if isinstance(predictor, PredictionsFile):
         return predictor.for_examples(examples, source=source)
+    # a predictor that reads meta (a by-lang system: the `lang` field) gets each example's
+    metas = [e.meta for e in examples] if getattr(predictor, "reads_meta", False) else None
     return _checked_predictions(
-        name, predictor, task, [example.text for example in examples], [e.id for e in examples]
+        name,
+        predictor,
+        task,
+        [example.text for example in examples],
+        [e.id for e in examples],
+        metas,
     )
 
 
 def _checked_predictions(
-    name: str, predictor: Predictor, task: Task, texts: Sequence[str], ids: Sequence[str]
+    name: str,
+    predictor: Predictor,
+    task: Task,
+    texts: Sequence[str],
+    ids: Sequence[str],
+    metas: Sequence[dict[str, Any]] | None = None,
 ) -> list[Prediction]:
-    """``predictor.predict(texts)``, one valid prediction per text (E513, E514 otherwise)."""
-    predictions = predictor.predict(texts)
+    """``predictor.predict(texts)`` (with ``metas=`` when given), one valid prediction per text
+    (E513, E514 otherwise)."""
+    predictions = (
+        predictor.predict(texts) if metas is None else predictor.predict(texts, metas=metas)  # type: ignore[call-arg]
+    )
     if len(predictions) != len(texts):
         raise fail(Errors.E513, name=name, got=len(predictions), expected=len(texts))
     for prediction, identifier in zip(predictions, ids, strict=True):
@@ -285,6 +351,13 @@ def _checked_predictions(
             detail = "some predictions have probabilities and others not; give all or none"
             raise fail(Errors.E514, name=name, id=identifier, detail=detail)
     return predictions
+
+
+def _texts_predictions(
+    name: str, predictor: Predictor, task: Task, texts: Sequence[str]
+) -> list[Prediction]:
+    """``predictor``'s validated predictions for new texts (named by their hash)."""
+    return _checked_predictions(name, predictor, task, texts, [text_id(t) for t in texts])
 
 
 def _predict_labels(
@@ -569,6 +642,22 @@ def _span_calibration(
         "items": len(spans),
         **_calibration(probs, score, right, right, np.ones(len(spans), dtype=np.int64), seed),
     }
+
+
+def _routed_slices(
+    predictor: Predictor,
+    examples: Sequence[Example],
+    predictions: Sequence[Prediction],
+    correct: np.ndarray,
+    indices: np.ndarray,
+) -> dict[str, Any]:
+    """For a by-lang system: accuracy per language it routed on (the slice ``lang (routed)``)."""
+    from stillhouse.systems.by_lang import ROUTE_SLICE, RoutedSystem, routed_examples
+
+    if not isinstance(predictor, RoutedSystem):
+        return {}
+    routed = routed_examples(examples, predictions)
+    return _slice_results(routed, correct, indices, [ROUTE_SLICE])
 
 
 def _slice_results(

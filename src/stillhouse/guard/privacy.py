@@ -25,6 +25,7 @@ author's own words). What is recorded: counts per entity type, never the values.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
@@ -37,6 +38,7 @@ from urllib.parse import urlsplit
 
 from stillhouse.errors import Errors, fail
 from stillhouse.guard.pii_recognizers import IDENTIFYING_ENTITIES, tuned_analyzer
+from stillhouse.llm.spotlight import MARKER, unmark
 
 Mode = Literal["pseudonymize", "redact", "block", "allow"]
 MODES: tuple[str, ...] = ("pseudonymize", "redact", "block", "allow")
@@ -265,6 +267,27 @@ def _all_mentions(text: str, found: Sequence[PiiEntity]) -> list[tuple[int, int,
     return sorted(taken)
 
 
+def _marked_again(protected: ProtectedText, marked: str) -> ProtectedText:
+    """``protected`` (made from the unmarked ``marked``) with the datamark's markers back where
+    they were, outside the replaced mentions (unmarking swaps one character for one, so the
+    offsets of ``marked`` are those of the text that was protected)."""
+    sent = list(protected.text)
+    replacements = sorted(protected.replacements, key=lambda r: r.start)
+    shift = 0
+    index = 0
+    for position, char in enumerate(marked):
+        while index < len(replacements) and replacements[index].end <= position:
+            r = replacements[index]
+            shift += (r.sent_end - r.sent_start) - (r.end - r.start)
+            index += 1
+        if char != MARKER:
+            continue
+        if index < len(replacements) and replacements[index].start <= position:
+            continue  # inside a mention: its placeholder stands for it
+        sent[position + shift] = MARKER
+    return dataclasses.replace(protected, original=marked, text="".join(sent))
+
+
 class PrivacyFilter:
     """What a remote backend applies to each prompt before it is sent, and the counts it keeps
     for the run record: texts checked, texts with personal data, mentions per entity type,
@@ -286,10 +309,15 @@ class PrivacyFilter:
         if self.mode == "allow":
             return ProtectedText(text, text, self.mode)
         with self._lock:
+            # a datamarked text ([llm] spotlight) is protected with its spaces back (the marker
+            # hides names from the NER model and glues words together), then marked again
+            plain = unmark(text)
             found = find_entities(
-                [text], entities=self.entities, score_threshold=self.score_threshold
+                [plain], entities=self.entities, score_threshold=self.score_threshold
             )[0]
-            protected = protect(text, found, self.mode)
+            protected = protect(plain, found, self.mode)
+            if plain != text:
+                protected = _marked_again(protected, text)
             self.texts_checked += 1
             self.texts_with_pii += bool(protected.replacements)
             self.blocked += protected.blocked

@@ -28,6 +28,7 @@ from stillhouse.data.records import Answer, Span
 from stillhouse.guard.privacy import PrivacyBlocked
 from stillhouse.llm.backend import Backend
 from stillhouse.llm.prompts import CONTENT_FREE_TEXTS, ChatPrompt, build_prompt, span_schema
+from stillhouse.llm.spotlight import unmark
 from stillhouse.task import Task
 
 Method = Literal["score", "constrained", "generate"]
@@ -189,9 +190,10 @@ def answer_spans(backend: Backend, task: Task, prompt: ChatPrompt, text: str) ->
         valid_json = isinstance(entities, list)
     except (ValueError, AttributeError):
         entities, valid_json = [], False
-    spans, dropped = locate_spans(
-        text, [e for e in entities if isinstance(e, dict)] if valid_json else [], task.label_names
-    )
+    found = [e for e in entities if isinstance(e, dict)] if valid_json else []
+    if task.llm.spotlight == "datamark":  # copied from the marked text: spaces back first
+        found = [{**e, "text": unmark(str(e.get("text", "")))} for e in found]
+    spans, dropped = locate_spans(text, found, task.label_names)
     info = {
         "dropped_spans": dropped,
         "tokens_in": generation.tokens_in,

@@ -88,19 +88,40 @@ class TrieSearch:
     (and not ``read_next``) nodes are chosen most likely first, stopping once the frontier left
     holds less than ``tolerance`` of the probability mass of all labels; labels below an
     unexpanded node share its probability equally. ``tolerance = 0`` scores every label exactly.
+
+    ``allowed`` (continuation indexes) restricts the search to those labels (a label
+    shortlist): nodes no allowed label passes through are never opened, and the other labels
+    total ``-inf``.
     """
 
-    def __init__(self, trie: LabelTrie, tolerance: float) -> None:
+    def __init__(
+        self, trie: LabelTrie, tolerance: float, allowed: frozenset[int] | None = None
+    ) -> None:
         self.trie = trie
         self.tolerance = tolerance
+        self.allowed = allowed
         self.log_prob = np.full(len(trie.nodes), np.nan)
         self.frontier: list[int] = []
         self.next_logits: dict[int, np.ndarray] = {}  # read_next: the logits after each label
 
+    def _open(self, node: int) -> bool:
+        """Whether an allowed label passes through ``node``."""
+        return self.allowed is None or any(i in self.allowed for i in self.trie.nodes[node].labels)
+
+    def _share(self, node: int) -> int:
+        """How many allowed labels pass through ``node``."""
+        labels = self.trie.nodes[node].labels
+        return len(labels) if self.allowed is None else sum(i in self.allowed for i in labels)
+
+    def open_children(self, node: int) -> list[int]:
+        """``node``'s decodable children that the search may open (all, without ``allowed``)."""
+        return [c for c in self.trie.decodable_children(node) if self._open(c)]
+
     def start(self, root: np.ndarray) -> None:
         for node in self.trie.roots:
-            self.log_prob[node] = root[self.trie.nodes[node].token]
-        self.frontier = self.trie.decodable_children(ROOT)
+            if self._open(node):
+                self.log_prob[node] = root[self.trie.nodes[node].token]
+        self.frontier = self.open_children(ROOT)
 
     def choose(self) -> list[int]:
         """The frontier nodes to decode next; empty when the search is finished."""
@@ -135,6 +156,8 @@ class TrieSearch:
             return
         distribution = log_softmax(logits)
         for child in children.values():
+            if not self._open(child):
+                continue
             self.log_prob[child] = self.log_prob[node] + distribution[self.trie.nodes[child].token]
             if self.trie.decodable(child):
                 self.frontier.append(child)
@@ -144,10 +167,13 @@ class TrieSearch:
         totals = np.zeros(len(self.trie.paths))
         after: list[np.ndarray] = []
         for index, path in enumerate(self.trie.paths):
+            if self.allowed is not None and index not in self.allowed:
+                totals[index] = -np.inf
+                continue
             deepest = [i for i in path if not np.isnan(self.log_prob[i])][-1]
             totals[index] = self.log_prob[deepest]
             if deepest != path[-1]:  # pruned: an equal share of the unexpanded node's mass
-                totals[index] -= np.log(len(self.trie.nodes[deepest].labels))
+                totals[index] -= np.log(self._share(deepest))
             if self.trie.read_next:
                 after.append(self.next_logits[path[-1]])
         return totals, after

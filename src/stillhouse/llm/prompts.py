@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stillhouse.data.records import Example, Span
+from stillhouse.llm.spotlight import spotlight_instruction, spotlight_text
 from stillhouse.provenance import json_sha256
 from stillhouse.task import Shot, Task
 
@@ -78,7 +79,11 @@ def _answer_word(task: Task) -> str:
 
 def _shot_block(task: Task, shots: Sequence[Shot | Example]) -> str:
     word = _answer_word(task)
-    return "".join(f"Text: {shot.text}\n{word}: {_shot_answer(task, shot)}\n\n" for shot in shots)
+    mode = task.llm.spotlight  # the examples' texts are shown as the text is ([llm] spotlight)
+    return "".join(
+        f"Text: {spotlight_text(shot.text, mode)}\n{word}: {_shot_answer(task, shot)}\n\n"
+        for shot in shots
+    )
 
 
 def build_prompt(task: Task, text: str, neighbours: Sequence[Example] = ()) -> ChatPrompt:
@@ -93,8 +98,13 @@ def build_prompt(task: Task, text: str, neighbours: Sequence[Example] = ()) -> C
     variable = ""
     if neighbours:
         variable += "Similar examples:\n\n" + _shot_block(task, neighbours)
-    variable += f"Text: {text}"
-    return ChatPrompt(system=_SYSTEM[task.kind], fixed=fixed, variable=variable)
+    variable += f"Text: {spotlight_text(text, task.llm.spotlight)}"
+    return ChatPrompt(system=_system(task), fixed=fixed, variable=variable)
+
+
+def _system(task: Task) -> str:
+    """The system message: the kind's, plus what ``[llm] spotlight`` tells the model."""
+    return _SYSTEM[task.kind] + spotlight_instruction(task.llm.spotlight, task.kind)
 
 
 def prompt_fingerprint(task: Task, shots: int) -> str:
@@ -108,6 +118,8 @@ def prompt_fingerprint(task: Task, shots: int) -> str:
             "examples": [shot.model_dump(mode="json") for shot in task.examples],
             "shots": shots,
             "calibration": task.llm.contextual_calibration,
+            # only when on, so that annotator ids from before spotlighting stay the same
+            **({"spotlight": task.llm.spotlight} if task.llm.spotlight != "off" else {}),
         }
     )[:8]
 

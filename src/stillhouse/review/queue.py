@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from stillhouse.data.records import Annotation, Answer, Example, Kind
 from stillhouse.data.store import (
     ABSTAINED_QUEUE,
+    INJECTION_QUEUE,
     PRIVACY_QUEUE,
     QueuedPrediction,
     ReviewItem,
@@ -35,13 +36,23 @@ from stillhouse.export import choose
 from stillhouse.review.decisions import GOLD, HUMAN_PREFIX, RESOLVED, Suggestion, gives_answer
 from stillhouse.task import Task
 
-QUEUES = ("auto", "uncertain", "audit", "disagreement", "abstained", "privacy", "random")
+QUEUES = (
+    "auto",
+    "uncertain",
+    "audit",
+    "disagreement",
+    "abstained",
+    "privacy",
+    "injection",
+    "random",
+)
 AUDIT_QUEUE = "audit"
 SIMILAR_THRESHOLD = 0.8
 # Reason kinds, and how the page names them.
 REASON_NAMES = {
     "abstained": "abstained",
     "privacy_blocked": "kept from the LLM (personal data)",
+    "injection_flagged": "kept from the LLM (possible prompt injection)",
     "label_error": "likely label error",
     "disagreement": "LLM–human disagreement",
     "low_confidence": "low confidence",
@@ -172,6 +183,7 @@ def build_queue(
     audit: dict[str, ReviewItem] = {}
     abstained: dict[str, QueuedPrediction] = {}
     blocked: dict[str, ReviewItem] = {}
+    flagged: dict[str, ReviewItem] = {}  # [guard] kept them from the LLM (annotate)
     if store is not None:
         for annotation in store.annotations(kind):
             if annotation.example_id in wanted:
@@ -179,6 +191,7 @@ def build_queue(
         audit = {item.example_id: item for item in store.review_queue(AUDIT_QUEUE)}
         abstained = {item.example_id: item for item in store.queued_predictions(ABSTAINED_QUEUE)}
         blocked = {item.example_id: item for item in store.review_queue(PRIVACY_QUEUE)}
+        flagged = {item.example_id: item for item in store.review_queue(INJECTION_QUEUE)}
     given = suggestions or {}
 
     entries: dict[str, QueueEntry] = {}
@@ -206,6 +219,10 @@ def build_queue(
         if example.id in blocked:
             for text in blocked[example.id].reasons:
                 reasons.append(Reason("privacy_blocked", text.partition(": ")[2]))
+        if example.id in flagged:
+            for text in flagged[example.id].reasons:
+                reasons.append(Reason("injection_flagged", text.partition(": ")[2]))
+            priority = max(priority, float(flagged[example.id].priority))
         if suggestion is None and llm is not None:
             suggestion = suggestion_from(llm, kind)
         if example.id in audit:
@@ -249,6 +266,10 @@ def build_queue(
             if example.id not in blocked:
                 continue
             key = (blocked[example.id].rank,)
+        elif queue == INJECTION_QUEUE:
+            if example.id not in flagged:
+                continue
+            key = (-flagged[example.id].priority, flagged[example.id].rank)
         elif queue == "disagreement":
             if not any(r.kind == "disagreement" for r in reasons):
                 continue
@@ -292,7 +313,7 @@ def _within_tier(
 
 def _tier(reasons: Sequence[Reason]) -> int:
     kinds = {reason.kind for reason in reasons}
-    if kinds & {"abstained", "label_error", "privacy_blocked"}:
+    if kinds & {"abstained", "label_error", "privacy_blocked", "injection_flagged"}:
         return 0
     if "disagreement" in kinds:
         return 1

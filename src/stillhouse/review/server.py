@@ -33,6 +33,8 @@ EMPTY_ADVICE = {
     "abstained": "`stillhouse serve` fills it with the texts its cascade abstains on",
     "privacy": "`stillhouse annotate` fills it with the texts that privacy mode `block` kept "
     "from a remote LLM",
+    "injection": "`stillhouse annotate` fills it with the texts that [guard] injection `route` "
+    "or `block` kept from the LLM",
     "disagreement": "no example has an LLM answer that differs from gold or a person's; try "
     "--queue auto",
     "uncertain": "no unsettled example has an LLM answer with probabilities; run `stillhouse "

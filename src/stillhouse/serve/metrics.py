@@ -12,6 +12,8 @@ status codes):
 - ``stillhouse_stage_share{system, stage}``, ``stillhouse_abstention_rate{system}``,
   ``stillhouse_llm_fallback_rate{system}`` — shares of all texts so far, derived at scrape time;
 - ``stillhouse_confidence{system}`` — the answering stage's top probability (histogram);
+- ``stillhouse_guard_flagged_total{system, action}`` — texts the prompt-injection detector
+  flagged ([guard]), by what was done (route, block, flag);
 - ``stillhouse_reloads_total{outcome}``; ``stillhouse_prediction_log{state}`` (one worker).
 
 With several worker processes, prometheus-client's multiprocess mode is used (the supervisor
@@ -133,6 +135,13 @@ class ServeMetrics:
             "Top probability of the answering (or abstaining) stage, per text.",
             ["system"],
             buckets=CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
+        self.guard_flagged = Counter(
+            "stillhouse_guard_flagged",
+            "Texts the prompt-injection detector flagged before an LLM saw them, by system and "
+            "action ([guard] injection: route, block or flag).",
+            ["system", "action"],
             registry=registry,
         )
         self.reloads = Counter(

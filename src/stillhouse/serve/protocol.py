@@ -208,7 +208,9 @@ def answer_json(
 ) -> dict[str, Any]:
     """One text's answer: ``label`` (``labels`` / ``spans``), ``probs`` (the top ``k``, most
     probable first; null for spans), ``confidence``, ``abstained``, ``stage``, ``version``,
-    ``latency_ms``. An abstained text's label is null; its probabilities are the last stage's."""
+    ``latency_ms``, and ``guard`` (``injection``, ``score``, ``action``) when the text was
+    flagged as a possible prompt injection. An abstained text's label is null; its
+    probabilities are the last stage's."""
     abstained = bool(prediction.info.get("abstained", False))
     answer: dict[str, Any]
     if kind == "classify":
@@ -223,7 +225,17 @@ def answer_json(
     answer["stage"] = prediction.info.get("stage")
     answer["version"] = version
     answer["latency_ms"] = latency_ms
+    guard = flagged_guard(prediction)
+    if guard is not None:
+        answer["guard"] = guard
     return answer
+
+
+def flagged_guard(prediction: Prediction) -> dict[str, Any] | None:
+    """``info["guard"]`` when the prompt-injection detector flagged the text ([guard]), else
+    None (an unflagged text's answer does not carry it)."""
+    guard = prediction.info.get("guard")
+    return guard if isinstance(guard, dict) and guard.get("injection") else None
 
 
 def _span(span: Span) -> dict[str, Any]:
@@ -276,6 +288,12 @@ class PredictionOut(BaseModel):
     )
     version: str = Field(description="The system's content hash (as GET /v1/systems).")
     latency_ms: float = Field(description="Time from the request's arrival to this answer.")
+    guard: dict[str, Any] | None = Field(
+        None,
+        description="Only when the prompt-injection detector flagged the text ([guard]): "
+        "injection (true), score (the detector's probability) and action (route, block or "
+        "flag: what was done instead of, or besides, asking the LLM).",
+    )
 
 
 class PredictResponse(BaseModel):

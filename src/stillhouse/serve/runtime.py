@@ -36,7 +36,14 @@ from stillhouse.predictors import Predictor
 from stillhouse.serve.batching import Batcher, Job
 from stillhouse.serve.metrics import ServeMetrics
 from stillhouse.serve.prediction_log import LoggedPrediction, PredictionLog
-from stillhouse.serve.protocol import ApiError, Limits, PredictRequest, answer_json, confidence_of
+from stillhouse.serve.protocol import (
+    ApiError,
+    Limits,
+    PredictRequest,
+    answer_json,
+    confidence_of,
+    flagged_guard,
+)
 from stillhouse.serve.settings import ServeSettings, ThreadPlan, available_cores, limit_threads
 from stillhouse.serve.systems import (
     close_system,
@@ -312,6 +319,7 @@ class Runtime:
         kind, version, name = self.kind, served.version, served.name
         default_stage = (served.spec or "model").partition(":")[0]
         answered: Tally[str] = Tally()
+        flagged: Tally[str] = Tally()  # [guard] action -> texts flagged as injection
         abstained = reached_llm = 0
         logged: list[LoggedPrediction] = []
         results: list[list[dict[str, Any]]] = []
@@ -334,6 +342,9 @@ class Runtime:
                     reached_llm += info.get("stages_tried", 0) > served.first_llm_stage
                 if confidence is not None:
                     meters["confidence"].observe(confidence)
+                guard = flagged_guard(prediction)
+                if guard is not None:
+                    flagged[str(guard.get("action"))] += 1
                 answers.append(
                     answer_json(
                         prediction,
@@ -361,6 +372,8 @@ class Runtime:
             results.append(answers)
         for stage, count in answered.items():
             self.metrics.answered.labels(name, stage).inc(count)
+        for action, count in flagged.items():
+            self.metrics.guard_flagged.labels(name, action).inc(count)
         if abstained:
             meters["abstained"].inc(abstained)
         if reached_llm:

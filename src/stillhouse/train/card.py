@@ -8,9 +8,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import stillhouse
 from stillhouse.data.io import write_json
-from stillhouse.provenance import json_sha256, package_versions
+from stillhouse.provenance import STILLHOUSE_VERSION, json_sha256, package_versions
 from stillhouse.task import Task
 from stillhouse.train.load import CARD_FILE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, README_FILE
 
@@ -39,7 +38,7 @@ def model_card(
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "stillhouse_version": stillhouse.__version__,
+        "stillhouse_version": STILLHOUSE_VERSION,
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "task": {"name": task.name, "kind": task.kind, "sha256": task.fingerprint()},
         "labels": task.label_names,

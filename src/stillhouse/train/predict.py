@@ -7,17 +7,20 @@ reads, so the output goes straight into ``stillhouse evaluate --system NAME=pred
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stillhouse.data.io import read_examples, write_jsonl
-from stillhouse.data.records import Prediction, Span, answer_to_json
+from stillhouse.data.records import Example, Prediction, Span, answer_to_json
 from stillhouse.output_guard import Input, Output, check_outputs, task_inputs
 from stillhouse.task import Task
 from stillhouse.train.load import load_model
 from stillhouse.train.model import TrainedModel
+
+if TYPE_CHECKING:
+    from stillhouse.scale.engine import Engine
 
 _BATCH = 256
 
@@ -48,12 +51,13 @@ def predict_file(
     threads: int | None = None,
     skip_invalid: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    engine: Engine | None = None,
 ) -> PredictSummary:
     """Predict every row of ``input_path`` (fields mapped by ``task``, else ``text``/``id``) and
     write ``out`` atomically. With ``task``, the model's labels must be the task's (E723). Only
-    texts and ids are read: a gold label in the input, known, unknown or malformed, is ignored."""
-    import time
-
+    texts and ids are read: a gold label in the input, known, unknown or malformed, is ignored.
+    ``engine`` ``ray``: the model runs in Ray actors (:mod:`stillhouse.scale.models`); this
+    process reads the input and writes ``out`` in the same order."""
     input_path = Path(input_path)
     check_outputs(
         [Output("--out", Path(out), needed_bytes=2 * _size(input_path))],
@@ -63,35 +67,71 @@ def predict_file(
             *task_inputs(task.path if task is not None else None, None),
         ],
     )
-    model = load_model(model_path, threads=threads, task=task)
-    examples = read_examples(
-        input_path, task or model_task(model), skip_invalid=skip_invalid, read_gold=False
-    ).examples
+    ray_model = None
+    if engine is not None and engine.is_ray:
+        from stillhouse.scale.models import RayModel
+
+        ray_model = RayModel.open_folder(model_path, engine, task=task)
+        model: Any = ray_model
+    else:
+        model = load_model(model_path, threads=threads, task=task)
+    try:
+        examples = read_examples(
+            input_path, task or model_task(model), skip_invalid=skip_invalid, read_gold=False
+        ).examples
+        batches = [examples[start : start + _BATCH] for start in range(0, len(examples), _BATCH)]
+        texts = [[e.text for e in batch] for batch in batches]
+        # in order; with Ray, several batches are answered at once by the actors
+        answers = ray_model.predict_batches(texts) if ray_model else map(model.predict, texts)
+        return _write_predictions(model, batches, answers, out, len(examples), progress)
+    finally:
+        if ray_model is not None:
+            ray_model.close()
+
+
+def _write_predictions(
+    model: Any,
+    batches: Sequence[Sequence[Example]],
+    answers: Iterable[list[Prediction]],
+    out: str | Path,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> PredictSummary:
+    """Write each batch's predictions (``answers``: one list per batch, in order) to ``out``."""
+    import time
+
     counts: dict[str, int] = {}
     kind = model.card["task"].get("kind", "classify")
     started = time.perf_counter()
 
     def rows() -> Iterator[dict[str, Any]]:
-        for start in range(0, len(examples), _BATCH):
-            batch = examples[start : start + _BATCH]
-            for example, prediction in zip(
-                batch, model.predict([e.text for e in batch]), strict=True
-            ):
-                if kind != "classify":  # multilabel {"labels", "probs"}, spans {"spans"}
-                    yield structured_row(example.id, prediction, kind, counts)
-                    continue
-                counts[str(prediction.answer)] = counts.get(str(prediction.answer), 0) + 1
-                probs = prediction.probs or {}
-                yield {
-                    "id": example.id,
-                    "label": prediction.answer,
-                    "probs": {label: round(p, 6) for label, p in probs.items()},
-                }
+        done = 0
+        for batch, predictions in zip(batches, answers, strict=True):
+            for example, prediction in zip(batch, predictions, strict=True):
+                yield prediction_row(example.id, prediction, kind, counts)
+            done += len(batch)
             if progress is not None:
-                progress(min(start + _BATCH, len(examples)), len(examples))
+                progress(done, total)
 
     written = write_jsonl(out, rows())
     return PredictSummary(str(out), written, time.perf_counter() - started, counts)
+
+
+def prediction_row(
+    identifier: str, prediction: Prediction, kind: str, counts: dict[str, int]
+) -> dict[str, Any]:
+    """A predictions-file row for any task kind (classify ``{"id", "label", "probs"}``, the
+    others as :func:`structured_row`); ``counts`` gains each predicted label. The MLflow pyfunc
+    (:mod:`stillhouse.tracking.pyfunc`) answers with these rows too."""
+    if kind != "classify":  # multilabel {"labels", "probs"}, spans {"spans"}
+        return structured_row(identifier, prediction, kind, counts)
+    counts[str(prediction.answer)] = counts.get(str(prediction.answer), 0) + 1
+    probs = prediction.probs or {}
+    return {
+        "id": identifier,
+        "label": prediction.answer,
+        "probs": {label: round(p, 6) for label, p in probs.items()},
+    }
 
 
 def structured_row(

@@ -113,6 +113,9 @@ class Recipe:
     base: ClassVar[dict[str, str] | None] = None
     # what lowers its memory estimate (the end of E710)
     memory_advice: ClassVar[str] = "use fewer examples"
+    # the languages its pretrained model was trained on (ISO 639 codes; None: no such limit),
+    # for the warning of :mod:`stillhouse.train.languages`
+    languages: ClassVar[tuple[str, ...] | None] = None
 
     def check(self, settings: TrainSettings) -> None:
         """Refuse settings that do not apply to this recipe: E709 a quantization it does not

@@ -26,6 +26,7 @@ from stillhouse.train.calibrate import calibrate
 from stillhouse.train.card import model_card, training_data
 from stillhouse.train.folder import write_model_folder
 from stillhouse.train.head import fit_head
+from stillhouse.train.languages import language_warning
 from stillhouse.train.measure import held_out_metrics
 from stillhouse.train.recipe import Fitting, Log, Progress, check_settings
 from stillhouse.train.settings import TrainSettings, TrainSummary
@@ -52,6 +53,9 @@ def train(
             task, out, settings, data=data, from_store=from_store, log=log, progress=progress
         )
     recipe = check_settings(settings)
+    warning = language_warning(task, recipe)
+    if warning:
+        say(warning)
     out, started, training = read_training_set(task, out, settings, data, from_store, say)
 
     column = {label: index for index, label in enumerate(task.label_names)}

@@ -23,6 +23,7 @@ from stillhouse.provenance import json_sha256
 from stillhouse.task import Task
 from stillhouse.train.card import model_card, training_data
 from stillhouse.train.folder import write_model_folder
+from stillhouse.train.languages import language_warning
 from stillhouse.train.multilabel import fit_multilabel
 from stillhouse.train.recipe import Log, Progress, check_settings
 from stillhouse.train.settings import TrainSettings, TrainSummary
@@ -42,6 +43,9 @@ def train_structured(
     """Train a multilabel or span model (see the module docstring) and write ``out``."""
     say = log or (lambda message: None)
     recipe = check_settings(settings, task.kind)
+    warning = language_warning(task, recipe)
+    if warning:
+        say(warning)
     out, started, answers = read_training_set(task, out, settings, data, from_store, say)
     if task.kind == "multilabel":
         fitted = fit_multilabel(recipe, task, answers, settings, say, progress)

@@ -215,10 +215,15 @@ class LlamaCppBackend:
             self._fixed = list(fixed)
 
     def _score_many(
-        self, prompts: Sequence[ChatPrompt], continuations: Sequence[Sequence[int]], read_next: bool
+        self,
+        prompts: Sequence[ChatPrompt],
+        continuations: Sequence[Sequence[int]],
+        read_next: bool,
+        allowed: Sequence[frozenset[int]] | None = None,
     ) -> list[tuple[np.ndarray, list[np.ndarray]]]:
         """Per prompt: the summed log-probability of each continuation after it, and (when
-        ``read_next``) the logits after each continuation's last token."""
+        ``read_next``) the logits after each continuation's last token. ``allowed``, per prompt,
+        restricts scoring to those continuations (the rest total ``-inf``)."""
         trie = LabelTrie(continuations, read_next)
         by_fixed: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
         for index, prompt in enumerate(prompts):
@@ -230,7 +235,8 @@ class LlamaCppBackend:
         results: list[tuple[np.ndarray, list[np.ndarray]]] = [None] * len(prompts)  # type: ignore[list-item]
         for fixed, texts in by_fixed.items():
             self._set_fixed(list(fixed))
-            for index, outcome in _ScoringRun(self, trie, len(fixed)).run(texts):
+            run = _ScoringRun(self, trie, len(fixed), dict(enumerate(allowed or ())))
+            for index, outcome in run.run(texts):
                 results[index] = outcome
         return results
 
@@ -251,6 +257,16 @@ class LlamaCppBackend:
     ) -> list[np.ndarray]:
         continuations = self.label_continuations(labels)
         return [totals for totals, _ in self._score_many(prompts, continuations, False)]
+
+    def score_label_subsets(
+        self, prompts: Sequence[ChatPrompt], labels: Sequence[str], subsets: Sequence[Sequence[int]]
+    ) -> list[np.ndarray]:
+        """:meth:`score_labels_many` where prompt i scores only the labels ``subsets[i]``
+        (indexes into ``labels``; a label shortlist), the others ``-inf``: one trie over all
+        labels, batched across texts, each text opening only its own labels' nodes."""
+        continuations = self.label_continuations(labels)
+        allowed = [frozenset(subset) for subset in subsets]
+        return [totals for totals, _ in self._score_many(prompts, continuations, False, allowed)]
 
     def score_yes_no(self, prompt: ChatPrompt, labels: Sequence[str]) -> np.ndarray:
         return self.score_yes_no_many([prompt], labels)[0]
@@ -373,8 +389,15 @@ class _ScoringRun:
 
     MAX_OUTPUTS = 256  # logits per decode (each is n_vocab floats)
 
-    def __init__(self, backend: LlamaCppBackend, trie: LabelTrie, fixed_length: int) -> None:
+    def __init__(
+        self,
+        backend: LlamaCppBackend,
+        trie: LabelTrie,
+        fixed_length: int,
+        allowed: dict[int, frozenset[int]] | None = None,
+    ) -> None:
         self.backend = backend
+        self.allowed = allowed or {}  # text index -> the labels it scores (a shortlist)
         self.lib = backend._lib
         self.trie = trie
         self.fixed_length = fixed_length
@@ -459,7 +482,7 @@ class _ScoringRun:
             index,
             variable,
             self.fixed_length + len(variable),
-            TrieSearch(self.trie, self.backend.tolerance),
+            TrieSearch(self.trie, self.backend.tolerance, self.allowed.get(index)),
             seq,
         )
         text.owner[ROOT] = seq
@@ -487,7 +510,8 @@ class _ScoringRun:
             text.started = True
         else:
             text.search.absorb(node, logits)
-        text.pending[node] = len(self.trie.decodable_children(node))
+        # the children its search may open (a shortlist leaves the other labels' nodes shut)
+        text.pending[node] = len(text.search.open_children(node))
         if text.pending[node] == 0:
             self._release(text, text.owner[node])
 

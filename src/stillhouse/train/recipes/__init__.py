@@ -3,6 +3,8 @@
 
 - ``linear``: TF-IDF n-grams and a logistic head (classify, multilabel);
 - ``encoder``: all-MiniLM-L6-v2 embeddings (ONNX) and a logistic head (classify, multilabel);
+- ``llm-embed`` / ``llm-embed-ngrams``: the task's GGUF LLM cut to its first blocks (llama.cpp
+  embedding mode), optionally with character n-grams, and a logistic head (classify);
 - ``contrastive-encoder``: SetFit's contrastive fine-tuning of the encoder (classify);
 - ``lora-encoder``: LoRA fine-tuning of the encoder with its head (classify);
 - ``lora-llm``: LoRA fine-tuning of the task's LLM for label scoring (classify);

@@ -159,6 +159,7 @@ class MiniLMRecipe(Recipe):
 
     base: ClassVar[dict[str, str] | None] = {"name": BASE_MODEL, "license": BASE_LICENSE}
     quantizations = QUANTIZATIONS
+    languages: ClassVar[tuple[str, ...] | None] = ("en",)  # an English sentence encoder
 
     def quantize_advice(self, quantize: str) -> str:
         if quantize in ("q8_0", "q4_k_m"):

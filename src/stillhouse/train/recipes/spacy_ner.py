@@ -425,6 +425,7 @@ class SpacyNer(Recipe):
     busy_with = "training"
     bounds = ("epochs", "max_steps", "max_minutes")
     memory_advice = "use fewer or shorter training texts"
+    languages = ("en",)  # en_core_web_sm is an English pipeline
 
     def quantize_advice(self, quantize: str) -> str:
         return "the spaCy pipeline is saved as trained (float32)"
