@@ -174,7 +174,21 @@ def score_cells(measured: dict[str, Any]) -> str:
     )
 
 
-# timing -----------------------------------------------------------------------------------------
+# progress and timing -----------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A line on stderr every 25 texts: done/total, rate, ETA."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.started, self.last = what, time.perf_counter(), -25
+
+    def __call__(self, done: int, total: int) -> None:
+        if done - self.last >= 25 or done == total:
+            self.last = done
+            rate = done / max(time.perf_counter() - self.started, 1e-9)
+            eta = (total - done) / rate if rate else float("nan")
+            print(f"{self.what}: {done}/{total}, {rate:.2f}/s, ETA {eta:.0f} s", file=sys.stderr)
 
 
 def fastest_seconds(run: Callable[[], object], repeats: int) -> float:

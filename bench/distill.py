@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 from _common import (
     BANKING77,
+    Progress,
     bench_cache_dir,
     cached_array,
     classification_scores,
@@ -137,20 +137,6 @@ def label_with_llm(
     }
     record.write_text(json.dumps(done))
     return done
-
-
-class Progress:
-    """A line on stderr every 25 texts: done/total, rate, ETA."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.started, self.last = what, time.perf_counter(), -25
-
-    def __call__(self, done: int, total: int) -> None:
-        if done - self.last >= 25 or done == total:
-            self.last = done
-            rate = done / max(time.perf_counter() - self.started, 1e-9)
-            eta = (total - done) / rate if rate else float("nan")
-            print(f"{self.what}: {done}/{total}, {rate:.2f}/s, ETA {eta:.0f} s", file=sys.stderr)
 
 
 def llm_answers(task: Task, annotator: str) -> dict[str, tuple[str, dict[str, float]]]:
