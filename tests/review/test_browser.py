@@ -29,6 +29,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from stillhouse.data.records import Annotation, Example, Span
 from stillhouse.data.store import Store
+from stillhouse.review.agreement import span_tokens
 
 pytestmark = pytest.mark.slow
 
@@ -297,6 +298,24 @@ def test_spans_after_emoji_keep_python_character_offsets(tmp_path: Path, page: A
         (12, 15, "PER", "Eve"),
         (19, 23, "LOC", "K\u00f6ln"),
     ]
+
+
+def test_the_page_selects_the_tokens_agreement_compares(tmp_path: Path, page: Any) -> None:
+    # U+0558 (Armenian, Unicode 16) is a letter to the browser's regex but not to this Python's
+    # \w: with its own tokeniser the page would make "Dana\u0558x" one token where agreement
+    # counts three. The page gets the server's tokens instead
+    task = write_task(tmp_path / "task", kind="spans", labels={"PER": "a person"})
+    text = "Dana\u0558x met \U0001f600 Eve_2 \u0c5cok."
+    fill_spans(task, [text], [[]])
+    with ReviewServer(task, "--annotator", "ann") as server:
+        open_page(page, server.url)
+        shown_tokens = page.locator("#text .tok").all_inner_texts()
+        browser_words = page.evaluate(
+            "t => t.match(/[\\p{L}\\p{N}_]+|[^\\s\\p{L}\\p{N}_]/gu)", text
+        )
+        assert page.errors == []
+    assert shown_tokens == [text[start:end] for start, end in span_tokens(text)]
+    assert browser_words != shown_tokens  # the case is real in this browser
 
 
 def test_two_reviewers_blind_overlap_kappa_and_conflicts(tmp_path: Path, browser: Any) -> None:

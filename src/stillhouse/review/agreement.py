@@ -8,8 +8,9 @@ on the observed data (tested).
 
 What is compared, by task kind: ``classify``, the label of each example (a reject is an answer
 of its own, "none of the labels"); ``multilabel``, each label's yes/no on each example;
-``spans``, each token's label (``O`` outside every span; tokens as the page selects them). Skips,
-flags and undone decisions are no answers.
+``spans``, each token's label (``O`` outside every span; tokens from :func:`span_tokens`, which
+the page is also sent, so reviewers select exactly the tokens compared here). Skips, flags and
+undone decisions are no answers.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def units_of(
             {who: "yes" if label in set(a.answer) else "no" for who, a in given.items()}
             for label in labels
         ]
-    tokens = [(m.start(), m.end()) for m in TOKEN.finditer(text)]
+    tokens = span_tokens(text)
     per_reviewer = {who: _token_labels(a.answer, tokens) for who, a in given.items()}  # type: ignore[arg-type]
     return [
         {who: found[position] for who, found in per_reviewer.items()}
@@ -125,6 +126,13 @@ def _counts(annotation: Annotation, kind: Kind) -> bool:
     if gives_answer(annotation):
         return True
     return kind == "classify" and decision_of(annotation) == "reject"
+
+
+def span_tokens(text: str) -> list[tuple[int, int]]:
+    """The tokens of a span task's text as ``(start, end)`` code-point offsets: runs of word
+    characters and single other non-space characters. The one tokenisation of review: the page
+    gets these with each item (a browser's own regex would follow its own Unicode version)."""
+    return [(m.start(), m.end()) for m in TOKEN.finditer(text)]
 
 
 def _token_labels(spans: Sequence[Span], tokens: Sequence[tuple[int, int]]) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any
 from stillhouse.data.records import Annotation, Answer, Example, Kind, answer_to_json
 from stillhouse.data.store import Store
 from stillhouse.errors import Errors, fail
+from stillhouse.review.agreement import span_tokens
 from stillhouse.review.decisions import (
     GOLD,
     HUMAN_PREFIX,
@@ -262,6 +263,7 @@ class Review:
             if mine is None or not gives_answer(mine)
             else answer_to_json(mine.answer, self.kind),
             "previous_decision": None if mine is None else decision_of(mine),
+            "tokens": span_tokens(entry.example.text) if self.kind == "spans" else None,
         }
 
     # decisions ----------------------------------------------------------------------------

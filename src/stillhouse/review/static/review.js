@@ -266,7 +266,7 @@
       const start = item.previous || (suggestion ? suggestion.answer : []);
       const units = unitOffsets(item.text);
       S.spans = start.map((span) => ({ start: units[span.start], end: units[span.end], label: span.label }));
-      S.tokens = tokenize(item.text);
+      S.tokens = item.tokens.map(([start, end]) => ({ start: units[start], end: units[end] }));
       S.caret = 0;
     }
     renderText();
@@ -370,7 +370,8 @@
   // ---------------------------------------------------------------------------------------
   // spans: tokens, the caret, selections
 
-  // Span offsets cross the wire as Python counts characters (code points); a JS string counts
+  // Tokens come with the item (the server's tokenisation, the one agreement compares), and
+  // they and span offsets cross the wire as Python counts characters (code points); a JS string counts
   // UTF-16 units, so an emoji before a span would shift it. unitOffsets(text)[p] is the unit
   // offset of code point p (p = 0 … length); pointOffsets(text) maps unit offsets back.
   function unitOffsets(text) {
@@ -381,14 +382,6 @@
 
   function pointOffsets(text) {
     return new Map(unitOffsets(text).map((unit, point) => [unit, point]));
-  }
-
-  function tokenize(text) {
-    const tokens = [];
-    const pattern = /[\p{L}\p{N}_]+|[^\s\p{L}\p{N}_]/gu;
-    let match;
-    while ((match = pattern.exec(text)) !== null) tokens.push({ start: match.index, end: match.index + match[0].length });
-    return tokens;
   }
 
   function labelColor(name) {
