@@ -1,6 +1,7 @@
 """--engine ray gives exactly the local run's annotations and predictions, on a real Ray
 instance with real actors (the small LLM, a trained `linear` model); an actor killed mid-run is
-replaced with nothing lost or repeated; a killed driver resumes from the store."""
+replaced with nothing lost or repeated; a killed driver resumes from the store; `audit` on Ray
+finds what the local run finds."""
 
 from __future__ import annotations
 
@@ -226,3 +227,63 @@ def test_audit_embeddings_on_ray_are_the_local_ones_in_order(
     assert spread.shape == (len(texts), 384)
     # the same vectors up to float rounding (each chunk is padded on its own)
     assert np.allclose(spread, embed(texts), atol=1e-5)
+
+
+def _same_up_to_float_rounding(ray: Any, local: Any, where: str = "audit.json") -> None:
+    """Equal structures whose floats agree to 1e-4 (the embeddings differ by float rounding)."""
+    if isinstance(local, float):
+        assert ray == pytest.approx(local, rel=1e-4, abs=1e-4), where
+    elif isinstance(local, dict):
+        assert isinstance(ray, dict) and ray.keys() == local.keys(), where
+        for key in local:
+            _same_up_to_float_rounding(ray[key], local[key], f"{where}.{key}")
+    elif isinstance(local, list):
+        assert isinstance(ray, list) and len(ray) == len(local), where
+        for index, (a, b) in enumerate(zip(ray, local, strict=True)):
+            _same_up_to_float_rounding(a, b, f"{where}[{index}]")
+    else:
+        assert ray == local, where
+
+
+def test_audit_cli_on_ray_finds_what_local_finds(
+    tmp_path: Path, write_task, run_cli, ray_cli, ray_address: str
+) -> None:
+    # the whole command: the embedding pass on Ray's actors, the checks and the review queue on
+    # the driver — the same findings, in the same order, and the same queue in each store
+    rows = nusax("train", 120)
+    runs = {}
+    for engine in ("local", "ray"):
+        folder = tmp_path / engine
+        write_task(folder)
+        data = write_jsonl(folder / "data.jsonl", rows)
+        command = (
+            *("audit", "--task", "task.toml", "--data", str(data), "--out", "out"),
+            *("--checks", "label_issues,outliers,duplicates"),
+        )
+        if engine == "local":
+            done = run_cli(folder, *command)
+        else:
+            done = ray_cli(
+                folder,
+                *command,
+                "--engine",
+                "ray",
+                "--ray-address",
+                ray_address,
+                "--ray-workers",
+                "2",
+            )
+        assert done.returncode == 0, done.stderr
+        report = json.loads((folder / "out" / "audit.json").read_text(encoding="utf-8"))
+        for volatile in ("created_at", "data", "review_queue"):
+            report.pop(volatile)
+        with sqlite3.connect(folder / "stillhouse.db") as db:
+            queue = db.execute(
+                "SELECT example_id, queue, rank FROM review_queue ORDER BY queue, rank"
+            ).fetchall()
+        runs[engine] = (report, queue)
+    (ray_report, ray_queue), (local_report, local_queue) = runs["ray"], runs["local"]
+    assert local_report["checks"]["label_issues"]["count"] >= 1  # something to compare
+    _same_up_to_float_rounding(ray_report, local_report)
+    assert ray_queue == local_queue
+    assert len(local_queue) == local_report["checks"]["label_issues"]["count"]
