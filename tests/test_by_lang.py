@@ -13,6 +13,7 @@ import pytest
 
 from stillhouse.data.io import write_jsonl
 from stillhouse.errors import StillhouseError
+from stillhouse.evaluate.report import render_report
 from stillhouse.evaluate.run import evaluate
 from stillhouse.predictors import open_systems
 from stillhouse.systems.by_lang import ROUTE_SLICE, RoutedSystem
@@ -131,6 +132,9 @@ def test_evaluate_reports_accuracy_per_routed_language(
     jv_gold = np.array([task.label_names.index(row["label"]) for row in test[30:]])
     jv_accuracy = float((direct(models, "jv", task, jv_texts).argmax(axis=1) == jv_gold).mean())
     assert sliced["groups"]["jv"]["accuracy"]["estimate"] == pytest.approx(jv_accuracy)
+    # report.html shows the routed slice though no --slice asked for it
+    page = render_report(results)
+    assert f"<h3>by {ROUTE_SLICE}</h3>" in page and "Accuracy by lang (routed): multi" in page
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The other answer shapes through a real server (create_app on uvicorn, 127.0.0.1): a multilabel
 `linear` model and a spaCy span model, both trained here on presidio-research's synthetic PII
 (MIT; texts 0–199 train, 1000–1011 served), and an `llm:` system served on its own (the small
-llama.cpp model). Each answer must be what the same system says in process."""
+llama.cpp model), and a by-lang system routing English and Indonesian texts to their own
+`linear` models. Each answer must be what the same system says in process."""
 
 from __future__ import annotations
 
@@ -130,3 +131,39 @@ def test_an_llm_system_on_its_own_answers_as_in_process(tmp_path: Path, write_ta
         assert answer["probs"] == pytest.approx(prediction.probs, abs=1e-6)
         assert sum(answer["probs"].values()) == pytest.approx(1, abs=1e-6)
         assert answer["confidence"] == pytest.approx(max(prediction.probs.values()), abs=1e-6)
+
+
+def test_a_by_lang_system_routes_each_text_and_says_where(tmp_path: Path) -> None:
+    # one served system for two languages: lingua sends each text to its language's model
+    # (requests carry no meta field), the answer names the route, and equals the in-process one
+    example = REPO / "examples" / "nusax-multilingual"
+    task = load_task(example / "task.toml")
+    rows = [json.loads(line) for line in (example / "train.jsonl").read_text().splitlines()]
+    tests = [json.loads(line) for line in (example / "test.jsonl").read_text().splitlines()]
+    folders = {}
+    for name, langs in {"en": ("en",), "id": ("id",), "all": ("su", "bug")}.items():
+        data = [row for row in rows if row["lang"] in langs][:150]
+        write_jsonl(tmp_path / f"{name}.jsonl", data)
+        folders[name] = tmp_path / name
+        with threadpool_limits(1):
+            train(
+                task,
+                folders[name],
+                TrainSettings(recipe="linear", latency_texts=2, throughput_texts=8),
+                data=tmp_path / f"{name}.jsonl",
+            )
+    spec = f"by-lang:en={folders['en']},id={folders['id']},*={folders['all']}"
+    texts = [row["text"] for row in tests if row["lang"] == "en"][:4]
+    texts += [row["text"] for row in tests if row["lang"] == "id"][:4]
+    with PredictionLog(task, policy="none") as log:
+        app = create_app(task, {"multi": spec}, ServeSettings(), prediction_log=log)
+        with serving(app) as url:
+            answers = served(url, texts, "multi", k=3)
+    (own,) = open_systems([f"multi={spec}"], task).values()
+    expected = own.predict(texts)
+    assert [a["route"]["route"] for a in answers] == [p.info["route"] for p in expected]
+    assert {"en", "id"} <= {a["route"]["route"] for a in answers}  # both models answered
+    for answer, prediction in zip(answers, expected, strict=True):
+        assert answer["route"]["lang"] == prediction.info["lang"]
+        assert answer["label"] == prediction.answer and answer["abstained"] is False
+        assert answer["probs"] == pytest.approx(prediction.probs, abs=1e-9)

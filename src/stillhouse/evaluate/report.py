@@ -388,7 +388,12 @@ def _pareto(results: Results, colors: dict[str, str]) -> str:
 
 
 def _slices(results: Results, colors: dict[str, str]) -> str:
-    fields = results.settings.get("slices") or []
+    fields = list(results.settings.get("slices") or [])
+    # a by-lang system's own slice: accuracy per language it routed on (only that system has it)
+    fields += sorted(
+        {field for system in results.systems.values() for field in system.get("slices", {})}
+        - set(fields)
+    )
     if not fields:
         return _not_measured("evaluate with --slice FIELD")
     parts = []
@@ -396,7 +401,9 @@ def _slices(results: Results, colors: dict[str, str]) -> str:
         parts.append(f"<h3>by {escape(field)}</h3>")
         figures, rows = [], []
         for name, system in results.systems.items():
-            sliced = system["slices"][field]
+            sliced = system.get("slices", {}).get(field)
+            if sliced is None:
+                continue
             bars = [
                 Bar(
                     f"{value} (n={group['n']})",

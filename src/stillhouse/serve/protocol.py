@@ -208,8 +208,9 @@ def answer_json(
 ) -> dict[str, Any]:
     """One text's answer: ``label`` (``labels`` / ``spans``), ``probs`` (the top ``k``, most
     probable first; null for spans), ``confidence``, ``abstained``, ``stage``, ``version``,
-    ``latency_ms``, and ``guard`` (``injection``, ``score``, ``action``) when the text was
-    flagged as a possible prompt injection. An abstained text's label is null; its
+    ``latency_ms``, ``guard`` (``injection``, ``score``, ``action``) when the text was
+    flagged as a possible prompt injection, and ``route`` (``route``, ``lang``) from a by-lang
+    system. An abstained text's label is null; its
     probabilities are the last stage's."""
     abstained = bool(prediction.info.get("abstained", False))
     answer: dict[str, Any]
@@ -228,6 +229,9 @@ def answer_json(
     guard = flagged_guard(prediction)
     if guard is not None:
         answer["guard"] = guard
+    route = prediction.info.get("route")
+    if isinstance(route, str):  # a by-lang system: the route that answered, and on what
+        answer["route"] = {"route": route, "lang": prediction.info.get("lang")}
     return answer
 
 
@@ -293,6 +297,11 @@ class PredictionOut(BaseModel):
         description="Only when the prompt-injection detector flagged the text ([guard]): "
         "injection (true), score (the detector's probability) and action (route, block or "
         "flag: what was done instead of, or besides, asking the LLM).",
+    )
+    route: dict[str, str | None] | None = Field(
+        None,
+        description="Only from a by-lang system: route (the language route that answered, * "
+        "for the fallback) and lang (the language detected by lingua, or unknown).",
     )
 
 

@@ -12,8 +12,8 @@ routed only through the meta field: without it their texts land on the closest l
 knows (often Indonesian or Malay) or ``*``.
 
 Every prediction's ``info`` holds ``lang`` (the language routed on), ``lang_from`` (``meta`` or
-``lingua``), ``route`` (the route's language, ``*`` for the fallback) and the answering model's
-own ``info`` under ``route_info``; evaluate reports accuracy per routed language as the slice
+``lingua``) and ``route`` (the route's language, ``*`` for the fallback), next to the answering
+model's own ``info`` (a cascade route's ``abstained`` and ``stage`` count as the system's); evaluate reports accuracy per routed language as the slice
 :data:`ROUTE_SLICE` of such a system.
 """
 
@@ -131,11 +131,14 @@ class RoutedSystem:
                 results[position] = replace(
                     prediction,
                     latency_ms=prediction.latency_ms + detect_ms,
+                    # the answering model's own info stays on top (a cascade route's
+                    # `abstained`, `stage`, `confidence` and `guard` are what serve and
+                    # evaluate read), with the routing added
                     info={
+                        **prediction.info,
                         "lang": langs[position],
                         "lang_from": "meta" if given[position] is not None else "lingua",
                         "route": route,
-                        "route_info": prediction.info,
                     },
                 )
         return results  # type: ignore[return-value]
