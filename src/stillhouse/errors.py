@@ -422,7 +422,8 @@ class Errors:
     E819 = "k: {value!r} is not a number of labels from 1 to {limit}."
     E820 = 'The request needs exactly one of "text" (a string) or "texts" (a list of strings); it has {has}.'
     E821 = (
-        '{field}: unknown field; a request has "text" or "texts", and optionally "system" and "k".'
+        '{field}: unknown field; a request has "text" or "texts", and optionally "system", "k" '
+        'and "lang".'
     )
     E822 = "texts: the list is empty; send at least one text."
     E823 = "Not ready yet: {detail}. GET /readyz answers 200 once every model is loaded and warm."
@@ -507,6 +508,11 @@ class Errors:
     E848 = (
         "--baseline {path} is {what}, not a regular file; give the test set, the model's "
         "predictions on it or a results.json."
+    )
+    # `stillhouse serve` requests, continued: the language of a request
+    E849 = (
+        'lang: {value!r} is not a language code; send an ISO 639 code in lower case, e.g. "en", '
+        '"jv" or "bug".'
     )
     # `stillhouse review` (E860–E889): the command line, then what the review page is told
     E860 = (

@@ -28,7 +28,10 @@ from serve_support import serving
 pytestmark = pytest.mark.slow
 
 AT = re.compile(r"at (http://\S+)")
-BAD_BODIES = [b"{}", b'{"texts": []}', b'{"text": ""}', b"not json", b'{"text": "hi", "k": 99}']
+BAD_BODIES = [
+    *(b"{}", b'{"texts": []}', b'{"text": ""}', b"not json", b'{"text": "hi", "k": 99}'),
+    b'{"text": "hi", "lang": "English"}',
+]
 
 
 def without_latency(body: bytes) -> Any:
@@ -79,7 +82,7 @@ def test_ray_serve_answers_like_the_local_server(
                 ray_single = list(
                     pool.map(lambda t: ray_client.post("/v1/predict", json={"text": t}), texts)
                 )
-            ray_many = ray_client.post("/v1/predict", json={"texts": texts, "k": 2})
+            ray_many = ray_client.post("/v1/predict", json={"texts": texts, "k": 2, "lang": "en"})
             ray_bad = [ray_client.post("/v1/predict", content=body) for body in BAD_BODIES]
             ray_ready = ray_client.get("/readyz").json()
         app = create_app(task, {"m": f"model:{tmp_path / 'models' / 'linear'}"}, ServeSettings())
@@ -88,7 +91,7 @@ def test_ray_serve_answers_like_the_local_server(
             while local.get("/readyz").status_code != 200 and time.monotonic() < deadline:
                 time.sleep(0.1)
             local_single = [local.post("/v1/predict", json={"text": t}) for t in texts]
-            local_many = local.post("/v1/predict", json={"texts": texts, "k": 2})
+            local_many = local.post("/v1/predict", json={"texts": texts, "k": 2, "lang": "en"})
             local_bad = [local.post("/v1/predict", content=body) for body in BAD_BODIES]
             local_ready = local.get("/readyz").json()
     finally:

@@ -170,6 +170,8 @@ THIRTY_MB = 30 * 1024 * 1024
         (b'{"text": "a", "k": 4}', 422, "E819", "k"),
         (b'{"text": "a", "k": true}', 422, "E814", "k"),
         (b'{"text": "a", "k": 1.5}', 422, "E814", "k"),
+        (b'{"text": "a", "lang": 7}', 422, "E814", "lang"),
+        (b'{"text": "a", "lang": "Javanese"}', 422, "E849", "lang"),
     ],
     ids=lambda value: None if not isinstance(value, bytes) else value[:24].decode("latin-1"),
 )
@@ -442,3 +444,14 @@ def test_a_failed_reload_keeps_the_models_in_service(server: Server, client) -> 
     assert failed.status_code == 500 and error_of(failed)["code"] == "E828"
     assert version_of(client) == before
     assert client.post("/v1/predict", json={"text": "fine"}).status_code == 200
+
+
+def test_a_language_hint_is_ignored_by_a_system_that_does_not_route_by_language(client) -> None:
+    # `lang` is for by-lang systems (tests/serve/test_serve_structured.py); a plain model answers
+    # as if it were not there, and says no route
+    plain = client.post("/v1/predict", json={"text": "the staff were lovely"})
+    hinted = client.post("/v1/predict", json={"text": "the staff were lovely", "lang": "jv"})
+    assert plain.status_code == hinted.status_code == 200, hinted.text
+    (before,), (after,) = plain.json()["predictions"], hinted.json()["predictions"]
+    assert "route" not in after
+    assert (after["label"], after["probs"]) == (before["label"], before["probs"])

@@ -57,14 +57,19 @@ def task_text(kind: str, field: str) -> str:
     return f'name = "pii-{kind}"\nkind = "{kind}"\n[input]\nlabel = "{field}"\n[labels]\n{labels}\n'
 
 
-def served(url: str, texts: list[str], system: str, k: int = 4) -> list[dict[str, Any]]:
-    """The server's answers to ``texts``, once it is ready."""
+def served(
+    url: str, texts: list[str], system: str, k: int = 4, lang: str | None = None
+) -> list[dict[str, Any]]:
+    """The server's answers to ``texts`` (in language ``lang`` when given), once it is ready."""
     with httpx.Client(base_url=url, timeout=120) as client:
         deadline = time.monotonic() + 120
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, client.get("/readyz").text
             time.sleep(0.05)
-        response = client.post("/v1/predict", json={"texts": texts, "system": system, "k": k})
+        body: dict[str, Any] = {"texts": texts, "system": system, "k": k}
+        if lang is not None:
+            body["lang"] = lang
+        response = client.post("/v1/predict", json=body)
     assert response.status_code == 200, response.text
     return response.json()["predictions"]
 
@@ -159,8 +164,13 @@ def test_a_by_lang_system_routes_each_text_and_says_where(tmp_path: Path) -> Non
         app = create_app(task, {"multi": spec}, ServeSettings(), prediction_log=log)
         with serving(app) as url:
             answers = served(url, texts, "multi", k=3)
+            # told the language, the system routes by it: English texts called Indonesian
+            told = served(url, texts[:4], "multi", k=3, lang="id")
     (own,) = open_systems([f"multi={spec}"], task).values()
     expected = own.predict(texts)
+    as_told = own.predict(texts[:4], metas=[{"lang": "id"}] * 4)
+    assert [a["route"] for a in told] == [{"route": "id", "lang": "id"}] * 4
+    assert [a["probs"] for a in told] == [pytest.approx(p.probs, abs=1e-9) for p in as_told]
     assert [a["route"]["route"] for a in answers] == [p.info["route"] for p in expected]
     assert {"en", "id"} <= {a["route"]["route"] for a in answers}  # both models answered
     for answer, prediction in zip(answers, expected, strict=True):

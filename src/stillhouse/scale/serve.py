@@ -14,6 +14,7 @@ queue of abstained texts (replicas may run on nodes without the store), /metrics
 # No `from __future__ import annotations`: Ray Serve rebuilds the route methods, and FastAPI must
 # see `Request` as a class, not a string it would look up in Ray's module.
 import asyncio
+import functools
 import hmac
 import socket
 import time
@@ -157,16 +158,22 @@ def build_deployment(
             return _error(ApiError(401, fail(Errors.E810), headers=headers))
 
         @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
-        async def answer_batch(self, items: list[tuple[str, str]]) -> list[Prediction]:
-            """(system, text) pairs of concurrent requests → one model call per system."""
+        async def answer_batch(self, items: list[tuple[str, str, str | None]]) -> list[Prediction]:
+            """(system, text, lang) of concurrent requests → one model call per system (a
+            by-lang system told languages gets them as meta fields, as on the local server)."""
             by_system: dict[str, list[int]] = {}
-            for position, (system, _) in enumerate(items):
+            for position, (system, _, _) in enumerate(items):
                 by_system.setdefault(system, []).append(position)
             answers: list[Prediction | None] = [None] * len(items)
             for system, positions in by_system.items():
                 texts = [items[i][1] for i in positions]
+                langs = [items[i][2] for i in positions]
+                predict = self.systems[system].predict
+                if any(langs) and getattr(self.systems[system], "reads_meta", False):
+                    metas = [{} if lang is None else {"lang": lang} for lang in langs]
+                    predict = functools.partial(predict, metas=metas)  # type: ignore[call-arg]
                 # on a thread: the replica keeps reading requests while the model works
-                predictions = await asyncio.to_thread(self.systems[system].predict, texts)
+                predictions = await asyncio.to_thread(predict, texts)
                 if len(predictions) != len(texts):
                     raise fail(Errors.E513, name=system, got=len(predictions), expected=len(texts))
                 for i, prediction in zip(positions, predictions, strict=True):
@@ -186,9 +193,12 @@ def build_deployment(
                 parsed = parse_predict(body, self.names, self.limits)
                 system = parsed.system or self.default
                 k = parsed.k or min(self.settings.top_k, self.limits.labels)
+                lang = parsed.lang
                 try:
                     predictions = await asyncio.wait_for(
-                        asyncio.gather(*(self.answer_batch((system, t)) for t in parsed.texts)),
+                        asyncio.gather(
+                            *(self.answer_batch((system, t, lang)) for t in parsed.texts)
+                        ),
                         self.settings.timeout_s,
                     )
                 except TimeoutError:

@@ -37,6 +37,7 @@ class Job:
     k: int
     started: float  # time.perf_counter() when the request arrived
     future: asyncio.Future[Any] = field(repr=False)
+    lang: str | None = None  # the request's language (a by-lang system routes by it)
 
 
 class Batcher:
@@ -71,7 +72,9 @@ class Batcher:
         ]
         self.batches = 0
 
-    def submit(self, texts: Sequence[str], k: int, started: float) -> list[asyncio.Future[Any]]:
+    def submit(
+        self, texts: Sequence[str], k: int, started: float, lang: str | None = None
+    ) -> list[asyncio.Future[Any]]:
         """Queue ``texts`` (in slices of at most ``max_batch``); one future per slice, whose
         result is ``run_batch``'s for it. Call from the event loop."""
         if self._closing:
@@ -80,7 +83,7 @@ class Batcher:
         for start in range(0, len(texts), self.max_batch):
             future: asyncio.Future[Any] = self._loop.create_future()
             chunk = texts[start : start + self.max_batch]
-            self._queue.append(Job(chunk, k, started, future))
+            self._queue.append(Job(chunk, k, started, future, lang))
             self._queued_texts += len(chunk)
             futures.append(future)
         self._wakeup.set()

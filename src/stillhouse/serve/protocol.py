@@ -33,7 +33,9 @@ SPACES = (
 )
 NOT_ONLY_SPACE = f"[^{SPACES}]"
 _NOT_ONLY_SPACE = re.compile(NOT_ONLY_SPACE)
-_FIELDS = ("text", "texts", "system", "k")
+_FIELDS = ("text", "texts", "system", "k", "lang")
+LANG_PATTERN = "^[a-z]{2,3}$"  # ISO 639-1 or -3, as by-lang routes are named
+_LANG = re.compile(LANG_PATTERN)
 
 
 class ApiError(Exception):
@@ -67,11 +69,13 @@ def error_body(error: StillhouseError, field: str | None = None) -> bytes:
 @dataclass(frozen=True)
 class PredictRequest:
     """A checked request: its ``texts`` (one for ``{"text": ...}``), the system's name (None:
-    the default) and ``k`` (None: the server's default top-k)."""
+    the default), ``k`` (None: the server's default top-k) and ``lang``, the language of every
+    text for a by-lang system (None: it detects each text's)."""
 
     texts: list[str]
     system: str | None
     k: int | None
+    lang: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,13 @@ def parse_predict(body: bytes, systems: Sequence[str], limits: Limits) -> Predic
             raise _invalid(Errors.E814, "k", expected="an integer", got=_json_type(k))
         if not 1 <= k <= limits.labels:
             raise ApiError(422, fail(Errors.E819, value=k, limit=limits.labels), field="k")
-    return PredictRequest(texts, system, k)
+    lang = data.get("lang")
+    if lang is not None or "lang" in data:
+        if not isinstance(lang, str):
+            raise _invalid(Errors.E814, "lang", expected="a string", got=_json_type(lang))
+        if not _LANG.match(lang):
+            raise ApiError(422, fail(Errors.E849, value=lang), field="lang")
+    return PredictRequest(texts, system, k, lang)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,7 +344,8 @@ class ReloadResponse(BaseModel):
 def predict_request_schema(systems: Sequence[str], limits: Limits) -> dict[str, Any]:
     """The JSON schema of a /v1/predict body: exactly one of ``text`` / ``texts``, each text 1
     to ``max_text_chars`` characters with one that is not a space, at most ``max_texts`` texts,
-    an optional ``system`` of this server's and an optional ``k`` from 1 to the label count."""
+    an optional ``system`` of this server's, an optional ``k`` from 1 to the label count and an
+    optional ``lang`` (a language code, for a by-lang system)."""
     text = {
         "type": "string",
         "minLength": 1,
@@ -364,6 +375,13 @@ def predict_request_schema(systems: Sequence[str], limits: Limits) -> dict[str, 
                 "minimum": 1,
                 "maximum": limits.labels,
                 "description": "How many of the most probable labels to return probabilities for.",
+            },
+            "lang": {
+                "type": "string",
+                "pattern": LANG_PATTERN,
+                "description": "The language of every text (ISO 639 code), for a by-lang "
+                "system: it routes by this instead of detecting each text's language. Other "
+                "systems ignore it.",
             },
         },
         "additionalProperties": False,

@@ -281,7 +281,10 @@ class Runtime:
             raise ApiError(503, fail(Errors.E823, detail=self.loading))
         served = self.served[request.system or self.default]
         futures = served.batcher.submit(  # type: ignore[union-attr]
-            request.texts, request.k or min(self.settings.top_k, self.limits.labels), started
+            request.texts,
+            request.k or min(self.settings.top_k, self.limits.labels),
+            started,
+            request.lang,
         )
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.settings.timeout_s, self._time_out, futures)
@@ -309,7 +312,14 @@ class Runtime:
         """One model call for the jobs' texts, on the system's thread: each job's answers (JSON
         objects), counted and handed to the prediction log."""
         texts = [text for job in jobs for text in job.texts]
-        predictions: list[Prediction] = served.predictor.predict(texts)
+        told = any(job.lang is not None for job in jobs)
+        if told and getattr(served.predictor, "reads_meta", False):  # a by-lang system
+            metas = [
+                {} if job.lang is None else {"lang": job.lang} for job in jobs for _ in job.texts
+            ]
+            predictions: list[Prediction] = served.predictor.predict(texts, metas=metas)  # type: ignore[call-arg]
+        else:
+            predictions = served.predictor.predict(texts)
         if len(predictions) != len(texts):
             raise fail(Errors.E513, name=served.name, got=len(predictions), expected=len(texts))
         done = time.perf_counter()
