@@ -79,10 +79,15 @@ def analyzer() -> Any:
 def find_pii(
     examples: Sequence[Example], *, score_threshold: float = SCORE_THRESHOLD, batch_size: int = 64
 ) -> list[PiiHit]:
-    """Presidio hits (score ≥ ``score_threshold``) in every text, in example order."""
+    """Presidio hits (score ≥ ``score_threshold``) in every text, in example order, found by
+    the tuned analyzer the guard uses before a text leaves for a remote LLM
+    (:func:`stillhouse.guard.pii_recognizers.tuned_analyzer`: Presidio's recognizers plus
+    card, phone, name-cue and name-shape ones; one notion of PII for the whole tool)."""
     from presidio_analyzer import BatchAnalyzerEngine
 
-    batch = BatchAnalyzerEngine(analyzer_engine=analyzer())
+    from stillhouse.guard.pii_recognizers import tuned_analyzer
+
+    batch = BatchAnalyzerEngine(analyzer_engine=tuned_analyzer())
     results = batch.analyze_iterator(
         [example.text for example in examples],
         language="en",
