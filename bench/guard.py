@@ -3,8 +3,9 @@
 Data: the test split of ``stillhouse.guard.injection_corpus`` — held-out attack families (the
 templates never trained on: fake assistant turns, delimiter escapes, authority impersonation,
 hex/ROT13/reversed/spaced encodings; BIPIA's test-split text and code attacks) put at the start,
-middle or end of held-out texts of three tasks (banking77 test, NusaX English test, BIPIA test
-e-mails not among its train ones), next to the same texts clean. Per task: recall at 1% FPR
+middle or end of held-out texts (banking77 test, NusaX English test, BIPIA test e-mails not among
+its train ones, WNUT17 dev posts, Presidio sentences of templates not trained on), next to the
+same texts clean. Per task: recall at 1% FPR
 (the threshold that flags at most 1% of that task's clean texts), ROC AUC, and recall and
 false-positive rate at the shipped threshold (one for all tasks, chosen on the valid split).
 
@@ -27,7 +28,8 @@ send it the same text (same model, prompt and text: the same answer; llama.cpp l
 deterministic), so the guarded systems and the cascades cost no extra LLM calls.
 
 Run: ``.venv/bin/python bench/guard.py`` (prints Markdown tables; ``--part detector`` or
-``--part end-to-end`` for one; ``--attacks N`` texts per dataset, default 150).
+``--part end-to-end`` for one; ``--attacks N`` texts per dataset, default 150; ``--detector DIR``
+measures another detector folder in place of the shipped one).
 """
 
 from __future__ import annotations
@@ -300,7 +302,17 @@ def main() -> None:
         action="store_true",
         help="leave out the two spotlight systems (each costs as many LLM calls as the rest)",
     )
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        help="a detector folder to use in place of the shipped one (e.g. an earlier version)",
+    )
     args = parser.parse_args()
+    if args.detector is not None:  # every guard in this process loads the shipped detector
+        import stillhouse.guard.injection as injection
+
+        injection.DETECTOR = args.detector
+        injection.shipped_detector.cache_clear()
     if args.part in ("all", "detector"):
         detector_part()
     if args.part in ("all", "end-to-end"):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 NUSAX = Path(__file__).resolve().parents[2] / "examples" / "nusax-sentiment-en"
 NUSAX_TASK = 'name = "nusax-en"\n[labels]\npositive = "pos"\nneutral = "neu"\nnegative = "neg"\n'
 TASK = NUSAX_TASK + '[llm]\nmodel = "smollm2-135m"\nthreads = 2\nbatch_size = 8\n'
-# routing by confidence alone: the injection detector flags 2 of these 30 clean texts, which
+# routing by confidence alone: the injection detector flags 1 of these 30 clean texts, which
 # [guard]'s default (route) would keep from the LLM (tests/guard/test_screen_wiring.py)
 TASK += '[guard]\ninjection = "off"\n'
 N_TEST = 30

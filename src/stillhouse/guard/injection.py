@@ -11,10 +11,11 @@ chosen and measured on. ``tools/build_injection_detector.py`` rebuilds it bit-fo
 calibrated probability of the ``injection`` label; for a text longer than
 :data:`WINDOW_CHARS`, that of its most suspicious window of sentences: :func:`windows`).
 
-The threshold is chosen on the valid split's clean texts (banking77 and NusaX English texts the
-detector was not trained on; BIPIA has too few e-mails to spare): the lowest at which the
-false-positive rate, averaged over the two tasks, is at most 1%. What it gives on held-out
-attack families and clean test texts is in the card and bench/RESULTS.md.
+The threshold is chosen on the valid split's clean texts (banking77, NusaX English, WNUT17 posts
+and Presidio sentences the detector was not trained on; BIPIA has too few e-mails to spare): the
+lowest at which the false-positive rate of every one of those sources is at most 1% (a rule on
+their mean let one register through at 2–5%: bench/RESULTS.md). What it gives on held-out attack
+families and clean test texts is in the card and bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 DETECTOR = Path(__file__).resolve().parent / "detector"
 INJECTION_LABEL = "injection"
 CARD_SECTION = "injection_detector"
-# What the threshold allows: mean false-positive rate over the valid split's tasks
+# What the threshold allows: false-positive rate of each of the valid split's sources
 TARGET_FALSE_POSITIVE_RATE = 0.01
 # The detector's training settings (recorded in its card)
 WORD_NGRAMS = (1, 2)
@@ -252,12 +253,14 @@ def _size(path: Path) -> int:
 def choose_threshold(
     scores: np.ndarray, sources: Sequence[str], target: float = TARGET_FALSE_POSITIVE_RATE
 ) -> float:
-    """The lowest threshold (a score of a benign text, or 1.0) at which the false-positive rate
-    averaged over ``sources`` is at most ``target``; ``scores`` are those of benign texts."""
-    groups = {source: scores[np.array(sources) == source] for source in sorted(set(sources))}
+    """The lowest threshold (just above a score of a benign text, or 1.0) at which the
+    false-positive rate of every one of ``sources`` is at most ``target``; ``scores`` are those
+    of benign texts. Every source, not their mean: a mean lets a task whose texts read like
+    instructions (reviews that address the reader) be flagged several times as often."""
+    groups = [scores[np.array(sources) == source] for source in sorted(set(sources))]
     for candidate in np.unique(scores):  # ascending: the first that meets the target is lowest
         cut = float(np.nextafter(candidate, np.inf))
-        if np.mean([(group >= cut).mean() for group in groups.values()]) <= target:
+        if max((group >= cut).mean() for group in groups) <= target:
             return cut
     return 1.0
 
@@ -389,8 +392,9 @@ def build_detector(
             "threshold": threshold,
             "window_chars": WINDOW_CHARS,
             "threshold_rule": (
-                "lowest score at which the false-positive rate on the valid split's clean texts, "
-                f"averaged over its tasks, is at most {TARGET_FALSE_POSITIVE_RATE:.0%}"
+                "lowest score at which the false-positive rate on the valid split's clean texts "
+                f"of every source ({', '.join(sorted({row['source'] for row in valid_clean}))}) "
+                f"is at most {TARGET_FALSE_POSITIVE_RATE:.0%}"
             ),
             "corpus": {
                 "version": CORPUS_VERSION,
@@ -450,8 +454,11 @@ whole sentences of at most {section["window_chars"]} characters); `stillhouse gu
 
 Trained on `stillhouse.guard.injection_corpus` (version {section["corpus"]["version"]}, seed
 {section["corpus"]["seed"]}): BIPIA's train-split attacks and the training template families in
-banking77, NusaX English and BIPIA e-mail texts, plus hard negatives. Measured on the test split:
-held-out families (templates never trained on and BIPIA's test split) in held-out texts.
+banking77, NusaX English, BIPIA e-mail, WNUT17 social-media and Presidio synthetic texts, the same
+texts clean, plus hard negatives. Data: banking77 (CC BY 4.0), NusaX (CC BY-SA 4.0), BIPIA (MIT),
+WNUT17 (CC BY 4.0), presidio-research synthetic data (MIT; fake names CC BY-SA 3.0 US). Measured
+on the test split: held-out families (templates never trained on and BIPIA's test split) in
+held-out texts.
 
 At the shipped threshold: recall {held["recall"]:.3f} on {held["attacked"]} attacked texts,
 false-positive rate {held["false_positive_rate"]:.4f} on {held["clean"]} clean ones; ROC AUC

@@ -14,13 +14,18 @@ Attacks come from two sources:
   (:func:`attack`), aiming at a target label.
 
 An attack is put at the start, in the middle (at a word boundary) or at the end of a carrier
-text: a banking77 query, a NusaX English review or a BIPIA e-mail. Benign rows are the carriers
-as they are plus hard negatives written here (:data:`HARD_NEGATIVES`): ordinary requests,
-"please ignore my last message", texts about passwords, systems and instructions. Training and
-held-out rows use disjoint carriers (banking77 train vs test, NusaX train vs test, BIPIA e-mail
-train vs test) and disjoint hard-negative templates; the ``valid`` split (banking77 train rows
-not used for training, NusaX valid; BIPIA's 50 train e-mails are too few to spare any) is where
-the detector's threshold is chosen.
+text: a banking77 query, a NusaX English review, a BIPIA e-mail, a WNUT17 social-media post or a
+Presidio synthetic sentence full of personal data. Benign rows are the carriers as they are plus
+hard negatives written here (:data:`HARD_NEGATIVES`): ordinary requests, "please ignore my last
+message", texts about passwords, systems and instructions. The WNUT17 posts and Presidio
+sentences (version 2) are the real hard negatives: English written to someone ("you should come
+check out…", "could you please correct it…"), rude, imperative, the register in which version 1
+flagged 5% of unseen NusaX reviews and 7% of posts. Training and held-out rows use disjoint
+carriers (banking77 train vs test, NusaX train vs test, BIPIA e-mail train vs test, WNUT17 train
+vs dev, Presidio sentences of disjoint templates) and disjoint hard-negative templates; the
+``valid`` split (banking77 train rows not used for training, NusaX valid, a third of WNUT17
+train, a third of Presidio's templates; BIPIA's 50 train e-mails are too few to spare any) is
+where the detector's threshold is chosen.
 
 Rows are ``{"id", "text", "label", "family", "source", "position"}`` with ``label``
 ``injection`` or ``benign`` (``family`` is ``benign`` or ``hard_negative`` for benign rows,
@@ -32,8 +37,11 @@ from __future__ import annotations
 import base64
 import codecs
 import csv
+import hashlib
+import html
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +54,13 @@ BENIGN = "benign"
 SPLITS = ("train", "valid", "test")
 POSITIONS = ("start", "middle", "end")
 # corpus format: bump when the same seed would give other rows (the detector card records it)
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 
 # How many carriers each split takes from each source (the rest of a file is not used).
 _BANKING77 = {"train": 4000, "valid": 2000, "test": 3080}
 _NUSAX = {"train": 500, "valid": 100, "test": 400}
+# WNUT17 train posts: this share goes to valid (threshold), the rest to train; test: WNUT17 dev
+_WNUT_VALID_SHARE = 1 / 3
 # Share of carriers that also appear attacked (a different row; the clean one stays): all, so
 # that what tells the two apart is the attack, not the carrier.
 _ATTACKED_SHARE = 1.0
@@ -61,6 +71,8 @@ _EMAIL_ATTACKS = 2
 # Labels an attack may aim at, per carrier source (a label directive names one).
 _NUSAX_LABELS = ("positive", "neutral", "negative")
 _EMAIL_LABELS = ("spam", "urgent", "invoice", "newsletter", "phishing", "personal", "not_spam")
+# Posts and Presidio sentences belong to no one task: an attack may aim at any of these
+_ANY_LABELS = _NUSAX_LABELS + _EMAIL_LABELS
 
 # ---------------------------------------------------------------- attack families (templates)
 
@@ -444,14 +456,61 @@ def _carriers(datasets: Path, split: str) -> list[Carrier]:
     carriers += [
         Carrier(f"nusax-{split}-{row['id']}", row["text"], "nusax", _NUSAX_LABELS) for row in nusax
     ]
-    if split == "valid":  # BIPIA's 50 train e-mails are too few to split: all train
-        return carriers
-    emails = enumerate(_read_jsonl(datasets / "bipia" / f"email_{split}.jsonl"))
-    carriers += [
-        Carrier(f"bipia-email-{split}-{i}", row["context"], "bipia_email", _EMAIL_LABELS)
-        for i, row in emails
+    if split != "valid":  # BIPIA's 50 train e-mails are too few to split: all train
+        emails = enumerate(_read_jsonl(datasets / "bipia" / f"email_{split}.jsonl"))
+        carriers += [
+            Carrier(f"bipia-email-{split}-{i}", row["context"], "bipia_email", _EMAIL_LABELS)
+            for i, row in emails
+        ]
+    # after the version-1 sources, so that their rows (and the seeded draws) stay as they were
+    return carriers + _wnut_carriers(datasets, split) + _presidio_carriers(datasets, split)
+
+
+def _wnut_carriers(datasets: Path, split: str) -> list[Carrier]:
+    """WNUT17 posts (YouTube, Reddit, Stack Overflow, Twitter): test its dev file, train and
+    valid disjoint parts of one shuffle of its train file."""
+    if split == "test":
+        posts = _conll_sentences(datasets / "wnut17" / "emerging.dev.conll")
+        return [Carrier(f"wnut17-dev-{i}", text, "wnut17", _ANY_LABELS) for i, text in posts]
+    posts = _conll_sentences(datasets / "wnut17" / "wnut17train.conll")
+    random.Random(f"wnut17-{CORPUS_VERSION}").shuffle(posts)
+    cut = round(len(posts) * _WNUT_VALID_SHARE)
+    chosen = posts[:cut] if split == "valid" else posts[cut:]
+    return [Carrier(f"wnut17-train-{i}", text, "wnut17", _ANY_LABELS) for i, text in chosen]
+
+
+def _presidio_carriers(datasets: Path, split: str) -> list[Carrier]:
+    """Presidio's synthetic sentences (names, addresses, card numbers in ordinary requests); a
+    sentence's split is that of its template (the ``masked`` text), so no template is in two."""
+    path = datasets / "presidio_pii" / "synth_dataset_v2.json"
+    if not path.is_file():
+        raise fail(Errors.E001, path=path)
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        Carrier(f"presidio-{i}", record["full_text"], "presidio", _ANY_LABELS)
+        for i, record in enumerate(records)
+        if SPLITS[int(hashlib.sha256(record["masked"].encode()).hexdigest(), 16) % 3] == split
     ]
-    return carriers
+
+
+def _conll_sentences(path: Path) -> list[tuple[int, str]]:
+    """(index, text) of each sentence of a CoNLL file (token, tab, tag per line; blank line
+    between sentences), the tokens joined back into text: HTML entities decoded, no space before
+    punctuation and clitics ("I 'm here ." → "I'm here.")."""
+    if not path.is_file():
+        raise fail(Errors.E001, path=path)
+    sentences, tokens = [], []
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
+        token = line.split("\t", 1)[0].strip()
+        if token:
+            tokens.append(token)
+        elif tokens:
+            sentences.append(_DETOKENIZE.sub(r"\1", html.unescape(" ".join(tokens))))
+            tokens = []
+    return list(enumerate(sentences))
+
+
+_DETOKENIZE = re.compile(r" ([.,!?;:%)]|'s|'m|'re|'ve|'ll|'d|n't)(?=\s|$)")
 
 
 def _unseen(carriers: list[Carrier], training: list[Carrier]) -> list[Carrier]:
@@ -556,11 +615,11 @@ def build_corpus(datasets: str | Path, split: str, *, seed: int = 0) -> list[dic
             )
 
     carriers = _carriers(datasets, split)
-    if split == "test":
+    if split != "train":  # WNUT17 repeats posts (retweets): a valid text may be a train one
         carriers = _unseen(carriers, _carriers(datasets, "train"))
     for carrier in carriers:
         add(carrier.id, carrier.text, BENIGN, "benign", carrier.source, "")
-        if carrier.source != "banking77":  # longer texts: their halves are benign texts too
+        if carrier.source in ("nusax", "bipia_email"):  # long texts: halves are benign too
             for half, text in enumerate(_halves(carrier.text)):
                 add(f"{carrier.id}-half-{half}", text, BENIGN, "benign", carrier.source, "")
         if carrier.source == "bipia_email":
