@@ -125,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    from stillhouse.audit.pii import analyzer
+    from stillhouse.guard.pii_recognizers import shipped_analyzer as analyzer
     from stillhouse.guard.pii_recognizers import tuned_analyzer
     from stillhouse.guard.privacy import DEFAULT_SCORE_THRESHOLD
 

