@@ -813,26 +813,7 @@ def test_export_with_an_unknown_annotator_is_E401_and_writes_nothing(
     assert not out.exists()
 
 
-# demo and init ---------------------------------------------------------------------------------
-
-
-def test_the_demo_labels_bundled_texts_and_resumes_when_run_again(
-    tmp_path: Path, run_cli: CLI
-) -> None:
-    args = ("demo", "--model", MODEL, "--limit", "6", "--workspace", str(tmp_path / "demo"))
-
-    first = run_cli(tmp_path, *args)
-    second = run_cli(tmp_path, *args)
-
-    assert first.returncode == 0, first.stderr
-    assert "accuracy vs gold" in first.stdout
-    # one of the first six NusaX reviews is a false positive of the injection screen ([guard]
-    # route, the default): it is held back for review both times, never sent to the LLM
-    assert "6 (5 annotated now, 0 already done)" in first.stdout
-    assert "1 not sent, in" in first.stdout
-    assert second.returncode == 0, second.stderr
-    assert "6 (0 annotated now, 5 already done)" in second.stdout
-    assert "1 not sent, in" in second.stdout
+# init (the demo: tests/test_demo.py) -----------------------------------------------------------
 
 
 def test_a_task_made_with_init_annotates_end_to_end(tmp_path: Path, run_cli: CLI) -> None:

@@ -144,6 +144,31 @@ class Errors:
     E403 = "Unknown {what} `{value}`; use one of: {choices}."
     E406 = "The bundled example `{name}` was not found (examples/ beside the package); run from a source checkout."
     E404 = "--shots needs the optional embedding packages: {detail}. Run `make setup`."
+    # demo (E407–E420)
+    E407 = (
+        "`stillhouse demo --step {step}` reuses the earlier steps' outputs, but {path} (written "
+        "by the {maker} step) is missing. Run `stillhouse demo --workspace {workspace} --step "
+        "{maker}` (or plain `stillhouse demo`) first; nothing was written."
+    )
+    E408 = (
+        "Workspace {workspace} was made with {option} {recorded} (see {state}), not {given}: its "
+        "store, models and results belong to that choice. Leave {option} out to reuse it, or "
+        "give another --workspace (or delete {workspace}) to start over; nothing was written."
+    )
+    E409 = (
+        "--workspace {workspace} is a folder that `stillhouse demo` did not make ({state} is "
+        "missing; it holds {found}). Give an empty or new folder, or a workspace an earlier "
+        "demo made; nothing was written."
+    )
+    E410 = (
+        "{option} {value}: the bundled example has {available} {what}; give a number from "
+        "{minimum} to {available}."
+    )
+    E411 = "{path}: {detail}. Delete {workspace} and run `stillhouse demo` again to rebuild it."
+    E412 = (
+        "The demo's `stillhouse serve` did not start (exit code {code}); its last words: "
+        "{detail}. The whole output is in {log}."
+    )
     # label shortlists and `stillhouse labels describe` (E560–E579)
     E560 = "{where} = {k}: label shortlists are for `classify` tasks; this task is `{kind}`. Remove it or set it to 0."
     E561 = "{where} = 1 leaves the LLM no choice; use 2 or more labels, or 0 to score every label."

@@ -100,3 +100,18 @@ def test_neighbour_votes_leave_the_row_itself_out() -> None:
     assert votes[2].tolist() == [1.0, 0.0]  # its neighbours are rows 0 and 1, both class 0
     assert votes[3].tolist() == [0.0, 1.0]
     assert np.allclose(votes.sum(axis=1), 1.0)
+
+
+def test_a_label_with_one_example_leaves_a_fold_with_one_class_and_no_crash() -> None:
+    # What an LLM that says "negative" once in a small pool gives (the demo at a tiny size):
+    # the fold that holds that example out has only "positive" left to learn from.
+    from stillhouse.audit.label_issues import out_of_sample_probabilities
+
+    features = np.random.default_rng(0).normal(size=(12, 4))
+    labels = np.array([0] * 11 + [1])
+
+    probabilities = out_of_sample_probabilities(features, labels, 3, folds=5)
+
+    assert probabilities.shape == (12, 3)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    assert probabilities[11, 0] == 1.0  # held out alone: its fold knew only class 0

@@ -724,32 +724,84 @@ CASES += [
 ]
 
 # --- demo -----------------------------------------------------------------------------------
+# A workspace an earlier demo made up to (and including) the audit step: its files exist (what
+# --step checks), their content does not matter to the checks.
+DEMO_STATE = json.dumps({"settings": {"model": "smollm2-135m", "pool": 30, "test_limit": 10}})
+
+
+def demo_workspace_after_audit(ws: Workspace) -> None:
+    root = ws.path("{out}/demo")
+    (root / "audit").mkdir(parents=True)
+    (root / "demo.json").write_text(DEMO_STATE, encoding="utf-8")
+    for name in ("pool.csv", "test.csv", "stillhouse.db", "audit/audit.json", "audit/audit.html"):
+        (root / name).write_text("made by an earlier demo\n", encoding="utf-8")
+
+
 CASES += [
-    Case("demo-limit-zero", "demo --limit 0 --model smollm2-135m", says=("--limit",)),
+    Case("demo-pool-zero", "demo --pool 0 --model smollm2-135m", says=("--pool",)),
+    Case(
+        "demo-pool-larger-than-the-example",
+        "demo --workspace {out}/demo --pool 100000 --model smollm2-135m",
+        code="E410",
+        says=("--pool 100000", "500"),
+    ),
+    Case(
+        "demo-test-limit-too-small",
+        "demo --workspace {out}/demo --test-limit 3 --model smollm2-135m",
+        code="E410",
+        says=("--test-limit 3",),
+    ),
     Case(
         "demo-unknown-model",
-        "demo --workspace {out}/demo --limit 2 --model nosuch",
+        "demo --workspace {out}/demo --model nosuch",
         code="E305",
         says=("nosuch",),
-        outputs=("{out}",),
     ),
     Case(
         "demo-workspace-is-a-file",
-        "demo --workspace {data} --limit 2 --model smollm2-135m",
+        "demo --workspace {data} --model smollm2-135m",
         says=("{data}",),
     ),
     Case(
         "demo-workspace-under-a-file",
-        "demo --workspace {data}/demo --limit 2 --model smollm2-135m",
+        "demo --workspace {data}/demo --model smollm2-135m",
         says=("{data}",),
         code=(*FILE_IN_PATH_CODES,),
     ),
+    Case("demo-unknown-step", "demo --workspace {out}/demo --step deploy", says=("--step",)),
     Case(
-        "demo-ok",
-        "demo --workspace {out}/demo --limit 2 --model smollm2-135m",
-        exit=0,
-        outputs=("{out}",),
-        slow=True,
+        "demo-step-on-an-empty-workspace",
+        "demo --workspace {out}/demo --step gate --model smollm2-135m",
+        code="E407",
+        says=("--step gate", "pool.csv", "annotate"),
+    ),
+    Case(
+        "demo-step-after-a-missing-train",
+        "demo --workspace {out}/demo --step evaluate",
+        code="E407",
+        says=("--step evaluate", "card.json", "--step train"),
+        setup=demo_workspace_after_audit,
+    ),
+    Case(
+        "demo-settings-differ-from-the-workspace",
+        "demo --workspace {out}/demo --step train --pool 40",
+        code="E408",
+        says=("--pool 30", "not 40"),
+        setup=demo_workspace_after_audit,
+    ),
+    Case(
+        "demo-not-a-demo-workspace",
+        "demo --workspace {out}/demo --model smollm2-135m",
+        code="E409",
+        says=("{out}/demo", "notes.txt"),
+        setup=write("{out}/demo/notes.txt", "mine\n"),
+    ),
+    Case(
+        "demo-state-damaged",
+        "demo --workspace {out}/demo --step gate",
+        code="E411",
+        says=("demo.json",),
+        setup=write("{out}/demo/demo.json", "{not json\n"),
     ),
 ]
 

@@ -69,6 +69,10 @@ def out_of_sample_probabilities(
         warnings.simplefilter("ignore", UserWarning)
         folding = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
         for train_rows, held_rows in folding.split(features, labels):
+            seen = np.unique(labels[train_rows])
+            if len(seen) == 1:  # a label's only example is held out: the fold knows one class
+                probabilities[held_rows, seen[0]] = 1.0
+                continue
             model = LogisticRegression(C=regularisation_c, max_iter=1000)
             model.fit(features[train_rows], labels[train_rows])
             probabilities[np.ix_(held_rows, model.classes_)] = model.predict_proba(
