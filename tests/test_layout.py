@@ -134,12 +134,11 @@ def test_every_extension_point_is_found_by_name_without_importing_it_by_name() -
         assert named == [], f"{module} imports {named}"
 
 
-def readme_layout() -> dict[str, str]:
-    """The entries of the README's Layout block: path (as indented there, folders with a
-    trailing /) → the text after it."""
-    readme = (SOURCE.parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```\n", 2)[1]
+def docs_layout() -> dict[str, str]:
+    """The entries of the Layout block of docs/layout.md (the documentation's Layout page): path
+    (as indented there, folders with a trailing /) → the text after it."""
+    page = (SOURCE.parent.parent / "docs" / "layout.md").read_text(encoding="utf-8")
+    block = page.split("\n```\n", 2)[1]
     entries: dict[str, str] = {}
     parents: list[tuple[int, str]] = []
     for line in block.splitlines()[1:]:  # the first line is src/stillhouse/ itself
@@ -156,9 +155,11 @@ def readme_layout() -> dict[str, str]:
     return entries
 
 
-def test_the_readme_layout_names_every_part_of_the_tree_and_nothing_else() -> None:
-    entries = readme_layout()
-    inside = {path for path in entries if not path.startswith(("tests/", "bench/", "examples/"))}
+def test_the_docs_layout_names_every_part_of_the_tree_and_nothing_else() -> None:
+    entries = docs_layout()
+    inside = {
+        path for path in entries if not path.startswith(("tests/", "bench/", "examples/", "docs/"))
+    }
     tree = {
         path.name + ("/" if path.is_dir() else "")
         for path in SOURCE.iterdir()
@@ -166,5 +167,5 @@ def test_the_readme_layout_names_every_part_of_the_tree_and_nothing_else() -> No
     }
     assert {path for path in inside if "/" not in path.rstrip("/")} == tree
     for path in inside:
-        assert (SOURCE / path).exists(), f"README Layout names {path}, which is not in the tree"
+        assert (SOURCE / path).exists(), f"docs/layout.md names {path}, which is not in the tree"
     assert all(entries.values()), "every entry says what it is"

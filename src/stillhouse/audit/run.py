@@ -159,7 +159,7 @@ def run_audit(
     progress: Progress | None = None,
     engine: Engine | None = None,
 ) -> AuditReport:
-    """Audit ``data_path`` (and its split ``test_path``) for ``task``; see README "Audit".
+    """Audit ``data_path`` (and its split ``test_path``) for ``task``; see docs/audit.md.
     ``engine`` ``ray``: the sentence embeddings are computed by Ray actors."""
     validate_settings(settings)
     if annotator is not None and task.kind != "classify":

@@ -20,7 +20,7 @@ def language_warning(task: Task, recipe: Recipe) -> str | None:
         return None
     instead = [other.name for other in recipes_for(task.kind) if other.languages is None]
     advice = (
-        f"use `{'` or `'.join(instead)}` instead (see README, Multilingual)"
+        f"use `{'` or `'.join(instead)}` instead (see docs/multilingual.md)"
         if instead
         else "no recipe for this kind of task covers them; check the held-out metrics closely"
     )
