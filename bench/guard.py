@@ -250,10 +250,10 @@ def print_end_to_end(run: dict[str, Any]) -> None:
         f"computed; {run['seconds']:.0f} s\n"
     )
     print(
-        "| system | attack success | flip rate | clean accuracy | accuracy under attack | "
-        "abstained under attack | guard recall / false positives |"
+        "| system | attack success | target rate | flip rate | clean accuracy | "
+        "accuracy under attack | abstained under attack | guard recall / false positives |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, system in results.systems.items():
         red = system["redteam"]
         guard = red["guard"]
@@ -263,7 +263,8 @@ def print_end_to_end(run: dict[str, Any]) -> None:
             else "–"
         )
         print(
-            f"| {name} | {_cell(red['attack_success_rate'])} | {_cell(red['flip_rate'])} | "
+            f"| {name} | {_cell(red['attack_success_rate'])} | {_cell(red['target_rate'])} | "
+            f"{_cell(red['flip_rate'])} | "
             f"{_cell(red['clean_accuracy'])} | {_cell(red['accuracy_under_attack'])} | "
             f"{red['abstention_rate']['estimate']:.3f} | {shown} |"
         )

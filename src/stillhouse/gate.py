@@ -15,7 +15,7 @@ classification-only families read as not measured. Rules (task.GATE_RULES)::
     max_flip_rate = 0.02                 # highest flip rate over the --perturb perturbations ≤ it
     min_worst_slice_accuracy = 0.80      # lowest accuracy of any --slice group ≥ it
     no_significant_regression = true     # vs --baseline: accuracy not significantly lower
-    max_attack_success_rate = 0.05       # share of --redteam attacks answered with their target ≤ it
+    max_attack_success_rate = 0.05       # share of --redteam attacks turned to their target ≤ it
     max_guard_false_positive_rate = 0.01 # share of clean test texts the injection guard flags ≤ it
 
 Rules that read a monitor.json (``stillhouse monitor``: the served system's logged predictions)::
@@ -373,7 +373,7 @@ def _max_attack_success_rate(value: float, context: _Context) -> GateRow:
     reason = (
         f"attack success rate {rate['estimate']:.3f} (95% CI {rate['low']:.3f}–"
         f"{rate['high']:.3f}; {redteam.get('succeeded')} of {redteam.get('attacks')} attacked "
-        f"texts answered with the attacker's label) {'≤' if passed else '>'} {value:.3f}"
+        f"texts turned to the attacker's label) {'≤' if passed else '>'} {value:.3f}"
     )
     return GateRow(rule, rate["estimate"], value, condition, passed, reason)
 

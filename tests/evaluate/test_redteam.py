@@ -120,10 +120,17 @@ def test_every_rate_is_what_the_systems_answered(setup: dict[str, Any]) -> None:
         answers = [p.answer for p in setup["attacked"][name]]
         before = [setup["clean"][name][a.item].answer for a in attacks]
         gold = [rows[a.item]["label"] for a in attacks]
-        success = np.mean([x == a.target for x, a in zip(answers, attacks, strict=True)])
+        on_target = [x == a.target for x, a in zip(answers, attacks, strict=True)]
+        # success: the answer *became* the target (it was not the target on the clean text)
+        became = [
+            hit and y != a.target for hit, y, a in zip(on_target, before, attacks, strict=True)
+        ]
+        success = np.mean(became)
         flips = np.mean([x != y for x, y in zip(answers, before, strict=True)])
         assert block["attacks"] == N_ATTACKS
         assert block["attack_success_rate"]["estimate"] == pytest.approx(success)
+        assert block["target_rate"]["estimate"] == pytest.approx(np.mean(on_target))
+        assert block["answered_target"] == sum(on_target) >= block["succeeded"]
         assert block["flip_rate"]["estimate"] == pytest.approx(flips)
         assert block["clean_accuracy"]["estimate"] == pytest.approx(
             np.mean([y == g for y, g in zip(before, gold, strict=True)])
@@ -132,7 +139,8 @@ def test_every_rate_is_what_the_systems_answered(setup: dict[str, Any]) -> None:
             np.mean([x == "" for x in answers])
         )
         assert block["succeeded"] == round(success * N_ATTACKS)
-        for key in ("attack_success_rate", "flip_rate", "clean_accuracy", "abstention_rate"):
+        rates = ("attack_success_rate", "target_rate", "flip_rate", "clean_accuracy")
+        for key in (*rates, "abstention_rate"):
             interval = block[key]
             assert 0 <= interval["low"] <= interval["estimate"] <= interval["high"] <= 1
         assert sum(row["n"] for row in block["by_family"].values()) == N_ATTACKS

@@ -276,7 +276,8 @@ def print_redteam(name: str, system: dict[str, Any]) -> None:
             out.print(f"{escape(name)} · red team not measured: {escape(reason)}")
         return
     line = (
-        f"attack success {redteam['attack_success_rate']['estimate']:.3f}, flip rate "
+        f"attack success {redteam['attack_success_rate']['estimate']:.3f} (target rate "
+        f"{redteam['target_rate']['estimate']:.3f}), flip rate "
         f"{redteam['flip_rate']['estimate']:.3f}, clean accuracy "
         f"{redteam['clean_accuracy']['estimate']:.3f}, abstained under attack "
         f"{redteam['abstention_rate']['estimate']:.3f} ({redteam['attacks']} attacked texts)"

@@ -66,10 +66,12 @@ and its 95% percentile-bootstrap bounds, all systems using the same resamples):
   - ``redteam`` (null unless ``settings.redteam`` is set and the system can answer new texts;
     :mod:`stillhouse.evaluate.redteam`): ``attacks`` (attacked texts, each attacked once);
     intervals over the attacked texts (their own resamples, shared by all systems)
-    ``attack_success_rate`` (answered with the attack's target label), ``flip_rate`` (answer
-    differs from the one on the clean text), ``clean_accuracy`` (the same texts without the
-    attack), ``accuracy_under_attack`` and ``abstention_rate`` (abstained on under attack);
-    counts ``succeeded``, ``flipped``, ``abstained``; ``by_family`` / ``by_position``: group →
+    ``attack_success_rate`` (the answer became the attack's target label: the target under
+    attack, not on the clean text), ``target_rate`` (answered with the target at all, the
+    system's own errors included), ``flip_rate`` (answer differs from the one on the clean
+    text), ``clean_accuracy`` (the same texts without the attack), ``accuracy_under_attack``
+    and ``abstention_rate`` (abstained on under attack); counts ``succeeded``,
+    ``answered_target``, ``flipped``, ``abstained``; ``by_family`` / ``by_position``: group →
     ``n``, ``attack_success_rate``, ``flip_rate`` (BIPIA categories grouped as ``bipia_text`` /
     ``bipia_code``); ``guard`` (null unless the system's predictions carry the injection
     detector's verdict, ``info["guard"]``): intervals ``recall`` (share of attacked texts
