@@ -32,8 +32,10 @@ time shared equally).
 A cascade with an LLM stage screens every text for prompt injection first, in one batch, as
 task.toml's ``[guard] injection`` says (:mod:`stillhouse.guard.screen`; its LLM stages then do not
 screen again), and every prediction carries ``info["guard"]``. ``route``: a flagged text skips
-every LLM stage: a later non-LLM stage may still answer it, else the cascade abstains on it
-with ``info["abstain_reason"] = "injection"`` (probabilities, ``top_answer`` and ``confidence``
+every LLM stage, and the non-LLM stages see it without the windows the detector flagged
+(``info["guard"]["removed_chars"]`` says how much was cut): one of them may still answer it,
+else the cascade abstains on it — at once when nothing is left — with
+``info["abstain_reason"] = "injection"`` (probabilities, ``top_answer`` and ``confidence``
 those of the last stage that did see it, uniform when none did). ``block``: a flagged text goes
 to no stage at all (``stages_tried`` 0, ``stage`` None, uniform probabilities). ``flag``: the
 cascade runs as usual.
@@ -198,10 +200,16 @@ class Cascade:
             screen_ms = (time.perf_counter() - started) * 1000 / len(texts)
             guards = [{"guard": guard_info(s, guard)} for s in screened]
             kept = {i for i, s in enumerate(screened) if keeps_from_llm(s, guard)}
-            if guard.injection == "block":
-                for position in kept:
-                    results[position] = self._kept(position, None, [], guards, screen_ms, {})
-                pending = [i for i in pending if i not in kept]
+            # route: the non-LLM stages read a flagged text without its flagged windows (no
+            # LLM stage reads it at all); nothing left, or block: no stage sees it
+            texts = list(texts)
+            for position in kept:
+                remainder = screened[position].remainder
+                texts[position] = texts[position] if remainder is None else remainder
+            unseen = {i for i in kept if guard.injection == "block" or not texts[i].strip()}
+            for position in unseen:
+                results[position] = self._kept(position, None, [], guards, screen_ms, {})
+            pending = [i for i in pending if i not in unseen]
         # routed texts: the last stage that saw each, and its prediction
         seen: dict[int, tuple[int, Prediction]] = {}
         for index, stage in enumerate(self.stages):

@@ -166,7 +166,8 @@ class PrivacySection(_Strict):
 class GuardSection(_Strict):
     """What happens to a text the prompt-injection detector flags before an LLM sees it (see
     :mod:`stillhouse.guard.screen`): ``injection`` is ``route`` (it never reaches an LLM: a
-    cascade's small model answers it if sure, else it goes to review), ``block`` (refused: review
+    cascade's small model reads it without its flagged windows and answers it if sure, else it
+    goes to review), ``block`` (refused: review
     at once), ``flag`` (the LLM still answers; the flag is recorded) or ``off`` (no scan).
     ``threshold``: the detector score at or above which a text is flagged (unset: the shipped
     detector's own)."""

@@ -127,6 +127,18 @@ def test_a_long_text_is_scored_by_its_most_suspicious_window(test_rows) -> None:
     assert all(verdict.injection for verdict in detector.scan(attacked))
     assert (detector.scores(attacked) >= whole.scores(attacked)).all()  # windows see it better
 
+    # what a routed text's non-LLM stages read: the text without its flagged windows
+    left = detector.remainders(attacked)
+    assert left == detector.remainders(attacked, detector.threshold)
+    for text, attacked_text, remainder in zip(clean, attacked, left, strict=True):
+        assert attack_text not in remainder and len(remainder) < len(attacked_text)
+        kept = [w for w in windows(attacked_text, 100) if not detector.scan([w])[0].injection]
+        assert remainder == " ".join(kept)
+        assert len(remainder) >= len(text) // 2  # the e-mail itself is mostly left
+    assert detector.remainders(clean) == clean  # nothing flagged: every text as it is
+    assert detector.remainders([attack_text]) == [""]  # one window, flagged
+    assert detector.remainders([]) == []
+
 
 def test_the_shipped_detector_reproduces_its_card(held_out, test_rows) -> None:
     card = json.loads((DETECTOR / "card.json").read_text(encoding="utf-8"))

@@ -46,11 +46,10 @@ def test_flagged_answers_carry_guard_and_abstain_and_the_counter_counts_them(
         assert answer["guard"]["injection"] is True and answer["guard"]["action"] == "route"
         assert 0 < answer["guard"]["score"] <= 1
         assert answer["abstained"] is True and answer["label"] is None
-    # the model stage (never sure at 1.0) saw the flagged texts; the LLM stage did not
+    # the cascade: each attack is one flagged window, so nothing is left for its model stage
+    # to read and no stage saw it (tests/guard/test_screen_wiring.py: a longer text's rest)
     if system == "fallback":
-        assert all(
-            answer["stage"] == f"model:{server.stdout.parent / 'models' / 'big'}"
-            for answer in flagged
-        )
+        for answer, text in zip(flagged, INJECTED, strict=True):
+            assert answer["stage"] is None and answer["guard"]["removed_chars"] == len(text)
     counted = metric_value(metrics, "stillhouse_guard_flagged_total", system=system, action="route")
     assert counted == len(INJECTED)

@@ -117,6 +117,22 @@ class Detector:
         cut = self.threshold if threshold is None else check_threshold(threshold)
         return [InjectionScore(bool(s >= cut), float(s)) for s in self.scores(texts)]
 
+    def remainders(self, texts: Sequence[str], threshold: float | None = None) -> list[str]:
+        """Each text without its windows scoring at or above ``threshold`` (default the
+        detector's own): the windows left, joined by spaces — the text itself when no window
+        reaches it, ``""`` when every window does (a short text is one window)."""
+        cut = self.threshold if threshold is None else check_threshold(threshold)
+        pieces = [windows(t, self.window) if self.window else [t] for t in texts]
+        flat = [piece for text_pieces in pieces for piece in text_pieces]
+        if not flat:
+            return []
+        scores = iter(self.model.probabilities(flat)[:, self._column])
+        kept = []
+        for text, text_pieces in zip(texts, pieces, strict=True):
+            left = [piece for piece in text_pieces if next(scores) < cut]
+            kept.append(text if len(left) == len(text_pieces) else " ".join(left))
+        return kept
+
 
 _SENTENCE_END = re.compile(r"(?<=[.!?\n])\s+")
 

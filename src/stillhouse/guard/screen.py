@@ -8,9 +8,12 @@ detector's own). Mode ``off`` scans nothing and never loads the detector.
 
 What a flag does is up to the caller, by ``[guard].injection``:
 
-- ``route``: the text never reaches an LLM. A cascade's non-LLM stage answers it when sure,
-  otherwise the cascade abstains; an ``llm:`` system alone, and annotate, abstain (annotate puts
-  the text in the review queue ``injection``).
+- ``route``: the text never reaches an LLM. A cascade's non-LLM stages see it without the
+  windows the detector flagged (:meth:`~stillhouse.guard.injection.Detector.remainders`: a
+  bag-of-words student is swayed by an attack that names a label, so the attack is cut out
+  before it reads the text) and answer it when sure, otherwise — or when nothing is left — the
+  cascade abstains; an ``llm:`` system alone, and annotate, abstain (annotate puts the text in
+  the review queue ``injection``).
 - ``block``: refused at once (abstention; annotate: the review queue ``injection``).
 - ``flag``: the LLM still answers; the flag is recorded.
 
@@ -44,6 +47,10 @@ class Screening:
 
     flagged: bool
     score: float | None
+    # mode ``route``, flagged: the text without its flagged windows (what non-LLM stages see)
+    # and how many characters that cut
+    remainder: str | None = None
+    removed_chars: int = 0
 
 
 def screen_texts(texts: Sequence[str], section: GuardSection) -> list[Screening]:
@@ -55,8 +62,17 @@ def screen_texts(texts: Sequence[str], section: GuardSection) -> list[Screening]
         return []
     from stillhouse.guard.injection import shipped_detector  # loaded once per process
 
-    verdicts = shipped_detector().scan(texts, section.threshold)
-    return [Screening(verdict.injection, verdict.score) for verdict in verdicts]
+    detector = shipped_detector()
+    verdicts = detector.scan(texts, section.threshold)
+    screened = [Screening(verdict.injection, verdict.score) for verdict in verdicts]
+    if section.injection != "route":
+        return screened
+    flagged = [i for i, screening in enumerate(screened) if screening.flagged]
+    left = detector.remainders([texts[i] for i in flagged], section.threshold)
+    for position, remainder in zip(flagged, left, strict=True):
+        cut = max(len(texts[position]) - len(remainder), 0)
+        screened[position] = Screening(True, screened[position].score, remainder, cut)
+    return screened
 
 
 def keeps_from_llm(screening: Screening, section: GuardSection) -> bool:
@@ -66,12 +82,17 @@ def keeps_from_llm(screening: Screening, section: GuardSection) -> bool:
 
 def guard_info(screening: Screening, section: GuardSection) -> dict[str, Any]:
     """``info["guard"]`` of a screened text: ``injection`` (flagged), ``score`` and ``action``
-    (the mode, ``route`` / ``block`` / ``flag``, when flagged; ``none`` otherwise)."""
-    return {
+    (the mode, ``route`` / ``block`` / ``flag``, when flagged; ``none`` otherwise); with
+    ``route``, a flagged text's ``removed_chars``: how much of it the non-LLM stages do not see
+    (all of it when every window was flagged)."""
+    info: dict[str, Any] = {
         "injection": screening.flagged,
         "score": screening.score,
         "action": section.injection if screening.flagged else NO_ACTION,
     }
+    if screening.remainder is not None:
+        info["removed_chars"] = screening.removed_chars
+    return info
 
 
 def threshold_of(section: GuardSection) -> float | None:

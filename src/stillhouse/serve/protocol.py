@@ -218,9 +218,9 @@ def answer_json(
 ) -> dict[str, Any]:
     """One text's answer: ``label`` (``labels`` / ``spans``), ``probs`` (the top ``k``, most
     probable first; null for spans), ``confidence``, ``abstained``, ``stage``, ``version``,
-    ``latency_ms``, ``guard`` (``injection``, ``score``, ``action``) when the text was
-    flagged as a possible prompt injection, and ``route`` (``route``, ``lang``) from a by-lang
-    system. An abstained text's label is null; its
+    ``latency_ms``, ``guard`` (``injection``, ``score``, ``action``; ``removed_chars`` from a
+    cascade under ``route``) when the text was flagged as a possible prompt injection, and
+    ``route`` (``route``, ``lang``) from a by-lang system. An abstained text's label is null; its
     probabilities are the last stage's."""
     abstained = bool(prediction.info.get("abstained", False))
     answer: dict[str, Any]
@@ -306,7 +306,8 @@ class PredictionOut(BaseModel):
         None,
         description="Only when the prompt-injection detector flagged the text ([guard]): "
         "injection (true), score (the detector's probability) and action (route, block or "
-        "flag: what was done instead of, or besides, asking the LLM).",
+        "flag: what was done instead of, or besides, asking the LLM); for a cascade under "
+        "route also removed_chars (how much of the text its model stages did not read).",
     )
     route: dict[str, str | None] | None = Field(
         None,
