@@ -15,6 +15,7 @@ import stillhouse.guard
 from stillhouse.data.store import ABSTAINED_QUEUE, INJECTION_QUEUE, Store
 from stillhouse.demo.serving import INJECTION_TEXT
 from stillhouse.demo.workspace import STUDENTS, DemoWorkspace
+from stillhouse.guard.injection import shipped_detector
 from stillhouse.task import load_task
 
 pytestmark = pytest.mark.slow
@@ -118,6 +119,9 @@ def test_serve_answered_real_requests_and_the_abstention_went_to_review(demo_run
         task.guard.threshold,
     )[0]
     assert injection.injection, "the demo's injection attempt is no longer flagged"
+    # the review survives the cut of the flagged sentence, so the cascade's student reads it
+    assert shipped_detector().remainders([INJECTION_TEXT], task.guard.threshold)[0].strip()
+    assert re.search(r"an injection attempt → cascade: .*injection flagged", result.stdout)
     assert re.search(
         r"the same, to the LLM alone → llm: abstained .*injection flagged", result.stdout
     )
