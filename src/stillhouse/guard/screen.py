@@ -83,8 +83,8 @@ def keeps_from_llm(screening: Screening, section: GuardSection) -> bool:
 def guard_info(screening: Screening, section: GuardSection) -> dict[str, Any]:
     """``info["guard"]`` of a screened text: ``injection`` (flagged), ``score`` and ``action``
     (the mode, ``route`` / ``block`` / ``flag``, when flagged; ``none`` otherwise); with
-    ``route``, a flagged text's ``removed_chars``: how much of it the non-LLM stages do not see
-    (all of it when every window was flagged)."""
+    ``route``, a flagged text's ``removed_chars``: how much of it lies in flagged windows, i.e.
+    what a cascade's non-LLM stages do not read (all of it when every window was flagged)."""
     info: dict[str, Any] = {
         "injection": screening.flagged,
         "score": screening.score,
