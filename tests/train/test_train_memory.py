@@ -28,6 +28,7 @@ from stillhouse.train.recipes.spacy_ner import spacy_ner_bytes
     [
         ("classify", "linear", "3 labels × "),
         ("classify", "encoder", "60 texts × 384 embeddings, a 3-label head"),
+        ("classify", "encoder-ngrams", "60 texts × 384 embeddings, a 3-label head"),
         ("classify", "contrastive-encoder", "contrastive training of all-MiniLM-L6-v2 ("),
         ("classify", "lora-encoder", "LoRA training of all-MiniLM-L6-v2 (batch 16 × 64 tokens"),
         ("multilabel", "linear", "6 labels × "),
@@ -78,8 +79,10 @@ def test_every_recipe_has_its_own_advice() -> None:
     assert {"linear", "encoder", "contrastive-encoder", "lora-encoder", "lora-llm"} <= set(advice)
     assert "spacy-ner" in advice
     assert Recipe.memory_advice not in advice.values()  # none falls back to the generic advice
-    assert "max_features" in advice["linear"]
-    assert not any("max_features" in text for name, text in advice.items() if name != "linear")
+    # capping the TF-IDF vocabulary is advised where there is one: the recipes reading n-grams
+    for name, text in advice.items():
+        assert ("max_features" in text) is recipes.get(name).reads_ngrams, name
+    assert "max_features" in advice["linear"] and "max_features" in advice["encoder-ngrams"]
 
 
 def test_estimates_grow_with_what_drives_them() -> None:

@@ -52,7 +52,8 @@ def train(
     recipe: Annotated[
         str,
         typer.Option(
-            help="linear | encoder | llm-embed | llm-embed-ngrams | contrastive-encoder | "
+            help="linear | encoder | encoder-ngrams | llm-embed | llm-embed-ngrams | "
+            "contrastive-encoder | "
             "lora-encoder | lora-llm (other languages than English: linear or llm-embed-ngrams)."
         ),
     ] = "linear",
@@ -94,12 +95,15 @@ def train(
     ] = None,
     word_ngrams: Annotated[
         str | None,
-        typer.Option(help="linear: word n-gram range LOW-HIGH, or none (default 1-2)."),
+        typer.Option(
+            help="linear, encoder-ngrams: word n-gram range LOW-HIGH, or none (default 1-2)."
+        ),
     ] = None,
     char_ngrams: Annotated[
         str | None,
         typer.Option(
-            help="linear: character n-gram range within words, LOW-HIGH, or none (default 2-5; "
+            help="linear, encoder-ngrams: character n-gram range within words, LOW-HIGH, or none "
+            "(default 2-5; "
             "none predicts ~10x faster)."
         ),
     ] = None,

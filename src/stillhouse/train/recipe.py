@@ -59,6 +59,18 @@ class Fitting:
     def n_labels(self) -> int:
         return len(self.task.label_names)
 
+    def head_on(self, rows: np.ndarray, features: Any, *, c: float, max_iter: int) -> Any:
+        """The head fitted on ``features`` (one row per entry of ``rows``) with those rows'
+        targets and weights."""
+        return self.head(
+            features,
+            self.targets[rows],
+            self.n_labels,
+            self.weights[rows],
+            c=c,
+            max_iter=max_iter,
+        )
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -140,7 +152,7 @@ class Recipe:
                 Errors.E746,
                 what="--word-ngrams/--char-ngrams",
                 recipe=self.name,
-                detail="only the linear recipe reads n-grams",
+                detail="only the linear and encoder-ngrams recipes read n-grams",
             )
 
     def quantize_advice(self, quantize: str) -> str:

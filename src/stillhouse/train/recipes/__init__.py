@@ -3,6 +3,7 @@
 
 - ``linear``: TF-IDF n-grams and a logistic head (classify, multilabel);
 - ``encoder``: all-MiniLM-L6-v2 embeddings (ONNX) and a logistic head (classify, multilabel);
+- ``encoder-ngrams``: those embeddings beside ``linear``'s n-grams, one head (classify);
 - ``llm-embed`` / ``llm-embed-ngrams``: the task's GGUF LLM cut to its first blocks (llama.cpp
   embedding mode), optionally with character n-grams, and a logistic head (classify);
 - ``contrastive-encoder``: SetFit's contrastive fine-tuning of the encoder (classify);

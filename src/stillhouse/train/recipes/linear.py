@@ -164,16 +164,8 @@ class LinearModel:
         return self.head.logits(self.features(texts))
 
     def save(self, folder: Path) -> None:
-        vocabularies = {}
         arrays = self.head.arrays()
-        for name, vectorizer in self.vectorizers.items():
-            terms = [""] * len(vectorizer.vocabulary_)
-            for term, column in vectorizer.vocabulary_.items():
-                terms[column] = term
-            vocabularies[name] = terms
-            arrays[f"{name}.idf"] = vectorizer.idf_.astype(np.float32)
-        text = json.dumps(vocabularies, ensure_ascii=False, separators=(",", ":"))
-        (folder / "vocabulary.json").write_text(text, encoding="utf-8")
+        save_vocabularies(folder, self.vectorizers, arrays)
         save_arrays(folder / "weights.safetensors", arrays)
 
     @classmethod
@@ -184,15 +176,39 @@ class LinearModel:
                 for key, value in hyper_parameters.items()
             }
         )
-        vocabularies = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
         arrays = load_arrays(folder / "weights.safetensors")
-        vectorizers = _vectorizers(params)
-        for name, vectorizer in vectorizers.items():
-            vectorizer.set_params(
-                vocabulary={term: column for column, term in enumerate(vocabularies[name])}
-            )
-            vectorizer.idf_ = arrays[f"{name}.idf"]
+        vectorizers = load_vectorizers(folder, params, arrays)
         return cls(vectorizers, LinearHead.from_arrays(arrays), params)
+
+
+def save_vocabularies(
+    folder: Path, vectorizers: dict[str, TfidfVectorizer], arrays: dict[str, np.ndarray]
+) -> None:
+    """Write the fitted vectorizers' vocabularies to ``vocabulary.json`` and put their idf
+    vectors into ``arrays`` (saved by the caller with the head's)."""
+    vocabularies = {}
+    for name, vectorizer in vectorizers.items():
+        terms = [""] * len(vectorizer.vocabulary_)
+        for term, column in vectorizer.vocabulary_.items():
+            terms[column] = term
+        vocabularies[name] = terms
+        arrays[f"{name}.idf"] = vectorizer.idf_.astype(np.float32)
+    text = json.dumps(vocabularies, ensure_ascii=False, separators=(",", ":"))
+    (folder / "vocabulary.json").write_text(text, encoding="utf-8")
+
+
+def load_vectorizers(
+    folder: Path, params: LinearParams, arrays: dict[str, np.ndarray]
+) -> dict[str, TfidfVectorizer]:
+    """The vectorizers :func:`save_vocabularies` wrote, rebuilt without pickle."""
+    vocabularies = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+    vectorizers = _vectorizers(params)
+    for name, vectorizer in vectorizers.items():
+        vectorizer.set_params(
+            vocabulary={term: column for column, term in enumerate(vocabularies[name])}
+        )
+        vectorizer.idf_ = arrays[f"{name}.idf"]
+    return vectorizers
 
 
 def fit_linear(
@@ -208,10 +224,7 @@ def fit_linear(
     (E710) once the number of features is known, before the expensive fit. ``head_fitter``
     (signature of :func:`fit_head`) fits another head on the same features: one-vs-rest heads
     for multilabel tasks."""
-    vectorizers = _vectorizers(params)
-    features = sp.hstack(
-        [vectorizer.fit_transform(list(texts)) for vectorizer in vectorizers.values()], format="csr"
-    )
+    vectorizers, features = fit_vectorizers(texts, params)
     check_memory(
         lbfgs_memory_bytes(
             n_labels, features.shape[1], features.data.nbytes + features.indices.nbytes
@@ -220,6 +233,17 @@ def fit_linear(
     )
     head = head_fitter(features, y_index, n_labels, weights, c=params.c, max_iter=params.max_iter)
     return LinearModel(vectorizers, head, params)
+
+
+def fit_vectorizers(
+    texts: Sequence[str], params: LinearParams
+) -> tuple[dict[str, TfidfVectorizer], sp.csr_matrix]:
+    """The recipe's vectorizers fitted on ``texts``, and the texts' n-gram features."""
+    vectorizers = _vectorizers(params)
+    features = sp.hstack(
+        [vectorizer.fit_transform(list(texts)) for vectorizer in vectorizers.values()], format="csr"
+    )
+    return vectorizers, features
 
 
 def linear_params(settings: TrainSettings) -> LinearParams:

@@ -208,14 +208,7 @@ class LlmEmbed(Recipe):
                 vectorizer = _char_vectorizer(params.char_ngrams)
                 ngrams = vectorizer.fit_transform([texts[i] for i in rows])
             features = join_features(embeddings[rows], ngrams)
-            head = fitting.head(
-                features,
-                fitting.targets[rows],
-                fitting.n_labels,
-                fitting.weights[rows],
-                c=params.c,
-                max_iter=params.max_iter,
-            )
+            head = fitting.head_on(rows, features, c=params.c, max_iter=params.max_iter)
             return LlmEmbedModel(self.name, embedder, head, params, vectorizer)
 
         return Plan(fit_rows, params_to_json(params))
