@@ -28,8 +28,9 @@ send it the same text (same model, prompt and text: the same answer; llama.cpp l
 deterministic), so the guarded systems and the cascades cost no extra LLM calls.
 
 Run: ``.venv/bin/python bench/guard.py`` (prints Markdown tables; ``--part detector`` or
-``--part end-to-end`` for one; ``--attacks N`` texts per dataset, default 150; ``--detector DIR``
-measures another detector folder in place of the shipped one).
+``--part end-to-end`` for one; ``--attacks N`` texts per dataset, default 150; ``--detector
+NAME|DIR`` measures the other shipped detector, ``encoder-ngrams``, or a detector folder in place
+of the default one).
 """
 
 from __future__ import annotations
@@ -305,15 +306,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--detector",
-        type=Path,
-        help="a detector folder to use in place of the shipped one (e.g. an earlier version)",
+        help="a shipped detector's name (linear, encoder-ngrams) or a detector folder (e.g. an "
+        "earlier version) to use in place of the default one",
     )
     args = parser.parse_args()
-    if args.detector is not None:  # every guard in this process loads the shipped detector
+    if args.detector is not None:  # every guard in this process loads the default detector
         import stillhouse.guard.injection as injection
 
-        injection.DETECTOR = args.detector
+        chosen = injection.DETECTORS.get(args.detector) or Path(args.detector)
+        injection.DETECTORS[injection.DEFAULT_DETECTOR] = chosen
         injection.shipped_detector.cache_clear()
+        print(f"detector: {args.detector} ({chosen})")
     if args.part in ("all", "detector"):
         detector_part()
     if args.part in ("all", "end-to-end"):

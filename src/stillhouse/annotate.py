@@ -374,7 +374,11 @@ def _run(
             if guard is not None:
                 summary = replace(
                     summary,
-                    guard={"injection": guard.injection, "threshold": threshold_of(guard)},
+                    guard={
+                        "injection": guard.injection,
+                        "detector": guard.detector,
+                        "threshold": threshold_of(guard),
+                    },
                     injection_flagged=sum(bool(g["injection"]) for g in guards.values()),
                     injection_queued=len(queued),
                 )

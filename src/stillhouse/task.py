@@ -169,10 +169,13 @@ class GuardSection(_Strict):
     cascade's small model reads it without its flagged windows and answers it if sure, else it
     goes to review), ``block`` (refused: review
     at once), ``flag`` (the LLM still answers; the flag is recorded) or ``off`` (no scan).
-    ``threshold``: the detector score at or above which a text is flagged (unset: the shipped
+    ``detector``: which shipped detector scores the texts (``linear``, n-grams, the fast default;
+    ``encoder-ngrams``, n-grams beside a sentence encoder, catches more for a few ms a text).
+    ``threshold``: the detector score at or above which a text is flagged (unset: the
     detector's own)."""
 
     injection: Literal["route", "block", "flag", "off"] = "route"
+    detector: Literal["linear", "encoder-ngrams"] = "linear"
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 

@@ -3145,6 +3145,20 @@ CASES += [
         outputs=("{out}",),
         check=flags_written(40),
     ),
+    Case(
+        "guard-scan-ok-with-the-encoder-detector",
+        GUARD_SCAN + " --detector encoder-ngrams",
+        exit=0,
+        outputs=("{out}",),
+        check=flags_written(40),
+        says=("detector encoder-ngrams",),
+    ),
+    Case(
+        "guard-scan-unknown-detector",
+        GUARD_SCAN + " --detector bert",
+        code="E900",
+        says=("--detector", "bert", "encoder-ngrams"),
+    ),
     Case("guard-help", "guard --help", exit=0, says=("scan",)),
     Case("guard-scan-help", "guard scan --help", exit=0, says=("--threshold", "--input")),
     Case(

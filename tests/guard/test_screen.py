@@ -82,6 +82,19 @@ def test_a_guard_setting_is_read_from_task_toml_and_defaults_to_route(
     assert plain.guard == GuardSection(injection="route") and plain.guard.threshold is None
     task = task_with(write_task, tmp_path / "set", 'injection = "flag"\nthreshold = 0.3')
     assert task.guard.injection == "flag" and task.guard.threshold == 0.3
+    assert plain.guard.detector == "linear" and task.guard.detector == "linear"
+    chosen = task_with(write_task, tmp_path / "enc", 'detector = "encoder-ngrams"')
+    assert chosen.guard.detector == "encoder-ngrams"
+
+
+def test_the_encoder_detector_screens_when_the_task_names_it() -> None:
+    section = GuardSection(detector="encoder-ngrams")
+    screened = screen_texts(CLEAN + INJECTED, section)
+    assert [s.flagged for s in screened] == [False, False, False, True, True]
+    encoder, linear = shipped_detector("encoder-ngrams"), shipped_detector()
+    assert threshold_of(section) == encoder.threshold != linear.threshold
+    assert [s.score for s in screened] == [v.score for v in encoder.scan(CLEAN + INJECTED)]
+    assert [s.score for s in screened] != [v.score for v in linear.scan(CLEAN + INJECTED)]
 
 
 @pytest.fixture(scope="module")
@@ -143,5 +156,9 @@ def test_evaluate_counts_the_texts_a_system_flagged(tmp_path: Path, write_task, 
     finally:
         predictor.close()
     system = results.systems["llm"]
-    assert system["guard"] == {"injection": "route", "scanned": 5, "flagged": 2, "kept_from_llm": 2}
+    assert system["guard"] == {
+        "injection": "route",
+        "detector": "linear",
+        **{"scanned": 5, "flagged": 2, "kept_from_llm": 2},
+    }
     assert system["abstention"]["abstained"] == 2

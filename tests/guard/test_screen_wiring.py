@@ -108,6 +108,7 @@ def test_annotate_route_queues_flagged_texts_for_review_and_sends_only_the_rest(
     assert sent_texts(proxy) == set(CLEAN)
     assert summary.annotated == 2 and summary.injection_flagged == 2
     assert summary.injection_queued == 2 and summary.guard["injection"] == "route"  # type: ignore[index]
+    assert summary.guard["detector"] == "linear"  # type: ignore[index]
     with Store.for_task(task, create=False) as store:
         annotated = {a.example_id: a for a in store.annotations(task.kind) if a.annotator != "gold"}
         queued = store.review_queue(INJECTION_QUEUE)

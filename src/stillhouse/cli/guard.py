@@ -33,19 +33,40 @@ def scan(
     task: Annotated[
         Path | None,
         typer.Option(
-            "--task", "-t", help="task.toml whose \\[input] fields to read (default text/id)."
+            "--task",
+            "-t",
+            help="task.toml whose \\[input] fields to read (default text/id) and whose \\[guard] "
+            "detector to use.",
+        ),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            help="linear (n-grams, the default) | encoder-ngrams (n-grams beside a sentence "
+            "encoder: catches more, a few ms a text). Default: the task's \\[guard] detector."
         ),
     ] = None,
 ) -> None:
     """Write {id, injection, score} rows: whether each text carries instructions aimed at the
-    model (prompt injection), by the detector shipped with stillhouse; score is its calibrated
+    model (prompt injection), by a detector shipped with stillhouse; score is its calibrated
     probability."""
-    from stillhouse.guard.injection import scan_file
+    from stillhouse.errors import Errors, fail
+    from stillhouse.guard.injection import (
+        DEFAULT_DETECTOR,
+        DETECTORS,
+        scan_file,
+        shipped_detector,
+    )
     from stillhouse.task import load_task
 
+    if detector is not None and detector not in DETECTORS:
+        expected = f"one of {', '.join(DETECTORS)}"
+        raise fail(Errors.E900, option="--detector", expected=expected, value=detector)
     spec = load_task(task) if task is not None else None
-    summary = scan_file(input, out_path, threshold=threshold, task=spec)
+    name = detector or (spec.guard.detector if spec is not None else DEFAULT_DETECTOR)
+    chosen = shipped_detector(name)
+    summary = scan_file(input, out_path, threshold=threshold, task=spec, detector=chosen)
     out.print(
         f"wrote {summary.written} rows to {summary.path}: {summary.flagged} flagged as injection "
-        f"(threshold {summary.threshold:.4f})"
+        f"(detector {name}, threshold {summary.threshold:.4f})"
     )

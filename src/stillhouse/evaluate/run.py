@@ -213,7 +213,11 @@ def evaluate(
             core["cascade"] = stage_shares(predictions, predictor)
         screened = count_screened([prediction.info for prediction in predictions])
         if screened is not None:  # [guard]: texts screened for injection, flagged, kept
-            core["guard"] = {"injection": task.guard.injection, **screened}
+            core["guard"] = {
+                "injection": task.guard.injection,
+                "detector": task.guard.detector,
+                **screened,
+            }
         measured[name] = {
             "description": predictor.describe(),
             **core,

@@ -1,11 +1,19 @@
 """Prompt-injection detection: does a text carry instructions aimed at the model?
 
-The detector shipped in the package (``guard/detector/``) is an ordinary stillhouse model folder
-(recipe ``linear``: TF-IDF word 1–2-grams and character 2–5-grams, logistic head, temperature
-scaling), trained by ``stillhouse train`` on the corpus of :mod:`.injection_corpus`; its card
-holds, besides the usual fields, ``injection_detector``: the threshold and the figures it was
-chosen and measured on. ``tools/build_injection_detector.py`` rebuilds it bit-for-bit
-(:func:`build_detector`).
+Two detectors ship in the package, ordinary stillhouse model folders trained by ``stillhouse
+train`` on the corpus of :mod:`.injection_corpus` (:data:`DETECTORS`, chosen by ``[guard]
+detector``):
+
+- ``linear`` (``guard/detector/``, the default): recipe ``linear``, TF-IDF word 1–2-grams and
+  character 2–5-grams, logistic head, temperature scaling — well under a millisecond a window;
+- ``encoder-ngrams`` (``guard/detector-encoder/``): the same n-grams beside all-MiniLM-L6-v2
+  int8 sentence embeddings (recipe ``encoder-ngrams``, a text embedded alone) — more held-out
+  attacks caught at the same false-positive rule, for a few milliseconds a window
+  (bench/RESULTS.md).
+
+Each card holds, besides the usual fields, ``injection_detector``: the threshold and the
+figures it was chosen and measured on. ``tools/build_injection_detector.py`` rebuilds either
+bit-for-bit (:func:`build_detector`).
 
 :func:`scan` gives each text ``injection`` (score at or above the threshold) and ``score`` (the
 calibrated probability of the ``injection`` label; for a text longer than
@@ -40,6 +48,12 @@ if TYPE_CHECKING:
     from stillhouse.train.model import TrainedModel
 
 DETECTOR = Path(__file__).resolve().parent / "detector"
+# The shipped detectors by name (the recipe each was trained with); the first is the default
+DETECTORS = {
+    "linear": DETECTOR,
+    "encoder-ngrams": Path(__file__).resolve().parent / "detector-encoder",
+}
+DEFAULT_DETECTOR = "linear"
 INJECTION_LABEL = "injection"
 CARD_SECTION = "injection_detector"
 # What the threshold allows: false-positive rate of each of the valid split's sources
@@ -185,14 +199,22 @@ def check_threshold(threshold: float) -> float:
 
 
 @cache
-def shipped_detector() -> Detector:
-    """The detector inside the package, loaded (and its files checked) once per process."""
-    return Detector.load(DETECTOR)
+def shipped_detector(name: str = DEFAULT_DETECTOR) -> Detector:
+    """A detector inside the package (:data:`DETECTORS`), loaded (and its files checked) once
+    per process; E900 for an unknown name."""
+    if name not in DETECTORS:
+        raise fail(
+            Errors.E900, option="detector", expected=f"one of {', '.join(DETECTORS)}", value=name
+        )
+    return Detector.load(DETECTORS[name])
 
 
-def scan(texts: Sequence[str], threshold: float | None = None) -> list[InjectionScore]:
-    """The shipped detector's verdict for every text (``threshold``: default the shipped one)."""
-    return shipped_detector().scan(texts, threshold)
+def scan(
+    texts: Sequence[str], threshold: float | None = None, detector: str = DEFAULT_DETECTOR
+) -> list[InjectionScore]:
+    """A shipped detector's verdict for every text (``threshold``: default the detector's own;
+    ``detector``: a name of :data:`DETECTORS`)."""
+    return shipped_detector(detector).scan(texts, threshold)
 
 
 @dataclass(frozen=True)
@@ -348,15 +370,17 @@ def build_detector(
     out: str | Path,
     *,
     seed: int = 0,
+    recipe: str = DEFAULT_DETECTOR,
     limit: int | None = None,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Build the corpus from ``datasets`` (the shared datasets folder), train the detector with
-    ``stillhouse train`` (recipe ``linear``), choose its threshold on the valid split, measure it
-    on the test split, and write the model folder ``out`` (replaced if there). The same data,
-    ``seed`` and package versions give the same bytes: the card's date is fixed and the timings
-    (training time, measured speed) are left out. ``limit``: train on that many rows of a seeded
-    shuffle of the training corpus (for quick checks). Returns the card."""
+    ``stillhouse train`` (``recipe``: ``linear`` or ``encoder-ngrams``, one thread), choose its
+    threshold on the valid split, measure it on the test split, and write the model folder
+    ``out`` (replaced if there). The same data, ``seed`` and package versions give the same
+    bytes: the card's date is fixed and the timings (training time, measured speed) are left
+    out. ``limit``: train on that many rows of a seeded shuffle of the training corpus (for
+    quick checks). Returns the card."""
     from stillhouse.data.io import write_jsonl
     from stillhouse.guard.injection_corpus import CORPUS_VERSION, build_corpus, corpus_bytes
     from stillhouse.task import load_task
@@ -379,8 +403,9 @@ def build_detector(
         data = work / "train.jsonl"
         write_jsonl(data, ({k: row[k] for k in ("id", "text", "label")} for row in training))
         settings = TrainSettings(
-            recipe="linear",
+            recipe=recipe,
             seed=seed,
+            threads=1,
             c=C,
             word_ngrams=WORD_NGRAMS,
             char_ngrams=CHAR_NGRAMS,

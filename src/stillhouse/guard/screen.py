@@ -1,10 +1,10 @@
 """Screening texts for prompt injection before an LLM sees them (task.toml ``[guard]``).
 
 :func:`screen_texts` is the one call every LLM path makes (the ``llm:`` system, cascades,
-annotate; serve and evaluate through those): the shipped detector of
-:mod:`stillhouse.guard.injection` scores a whole batch in one call (about a millisecond per
-short text) and each text is flagged when its score reaches ``[guard].threshold`` (unset: the
-detector's own). Mode ``off`` scans nothing and never loads the detector.
+annotate; serve and evaluate through those): the shipped detector ``[guard].detector`` of
+:mod:`stillhouse.guard.injection` scores a whole batch in one call (``linear``: about a
+millisecond per short text) and each text is flagged when its score reaches
+``[guard].threshold`` (unset: the detector's own). Mode ``off`` scans nothing and never loads the detector.
 
 What a flag does is up to the caller, by ``[guard].injection``:
 
@@ -62,7 +62,7 @@ def screen_texts(texts: Sequence[str], section: GuardSection) -> list[Screening]
         return []
     from stillhouse.guard.injection import shipped_detector  # loaded once per process
 
-    detector = shipped_detector()
+    detector = shipped_detector(section.detector)
     verdicts = detector.scan(texts, section.threshold)
     screened = [Screening(verdict.injection, verdict.score) for verdict in verdicts]
     if section.injection != "route":
@@ -96,7 +96,7 @@ def guard_info(screening: Screening, section: GuardSection) -> dict[str, Any]:
 
 
 def threshold_of(section: GuardSection) -> float | None:
-    """The threshold in force: ``[guard].threshold``, else the shipped detector's (None when
+    """The threshold in force: ``[guard].threshold``, else that of ``[guard].detector`` (None when
     the mode is ``off``: no detector is loaded for it)."""
     if section.injection == "off":
         return None
@@ -104,7 +104,7 @@ def threshold_of(section: GuardSection) -> float | None:
         return section.threshold
     from stillhouse.guard.injection import shipped_detector
 
-    return shipped_detector().threshold
+    return shipped_detector(section.detector).threshold
 
 
 def count_screened(infos: Sequence[dict[str, Any]]) -> dict[str, int] | None:
