@@ -158,8 +158,8 @@ def rounded(value):
 
 def test_it_flags_held_out_families_and_passes_clean_task_texts(held_out) -> None:
     """Bounds a little below what the build measured (bench/RESULTS.md): recall 0.79 on unseen
-    families; false positives 0.1% on banking77, 0.6% on NusaX, 0 of 99 BIPIA e-mail texts,
-    1.3% on WNUT17 posts, 0.4% on Presidio sentences."""
+    families; false positives 0.1% on banking77, 0.3% on NusaX, 0 of 99 BIPIA e-mail texts,
+    0.7% on WNUT17 posts, 1.0% on Presidio sentences."""
     assert held_out["attacked"] >= 4500 and held_out["clean"] >= 5500
     recall = held_out["recall_per_family"]
     assert recall["bipia_code"] >= 0.95
@@ -189,8 +189,9 @@ def test_the_encoder_detector_catches_more_and_reproduces_its_card(
     """The opt-in `encoder-ngrams` detector (MiniLM int8 beside the same n-grams) on the same
     held-out attacks: what its card says, within a point (another CPU's int8 kernels may round
     otherwise), and more attacks caught than by `linear` — fake assistant turns and encodings
-    above all — at about the same false positives, except on e-mails whose boilerplate ("If you
-    have any questions just reply to this email") reads like an instruction to the encoder."""
+    above all — at about the same false positives (e-mail boilerplate, "If you have any
+    questions just reply to this email", flagged 17 of 99 e-mails before the build trained on
+    clean windows: none now)."""
     folder = DETECTORS["encoder-ngrams"]
     card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
     assert card["recipe"] == "encoder-ngrams" and (folder / "encoder.onnx").is_file()
@@ -203,15 +204,16 @@ def test_the_encoder_detector_catches_more_and_reproduces_its_card(
     for family, recall in recorded["recall_per_family"].items():
         assert abs(measured["recall_per_family"][family] - recall) <= 0.02, family
 
-    assert measured["recall"] >= held_out["recall"] + 0.05  # 0.864 vs 0.786 at the build
+    assert measured["recall"] >= held_out["recall"] + 0.04  # 0.847 vs 0.786 at the build
     mine, theirs = measured["recall_per_family"], held_out["recall_per_family"]
     assert mine["fake_assistant_turn"] >= theirs["fake_assistant_turn"] + 0.1
     assert mine["other_encoding"] >= theirs["other_encoding"] + 0.1
     false_positives = measured["false_positive_rate_per_source"]
     assert false_positives["banking77"] <= 0.005 and false_positives["nusax"] <= 0.012
-    assert false_positives["wnut17"] <= 0.02 and false_positives["presidio"] <= 0.025
-    assert false_positives["bipia_email"] <= 0.2  # 17 of 99: two boilerplate sentences
-    assert measured["per_task"]["banking77"]["recall_at_1pct_fpr"] >= 0.93
+    assert false_positives["wnut17"] <= 0.02 and false_positives["presidio"] <= 0.012
+    assert false_positives["bipia_email"] <= 0.03
+    assert measured["false_positive_rate"] <= 0.015
+    assert measured["per_task"]["banking77"]["recall_at_1pct_fpr"] >= 0.92
 
 
 def test_the_encoder_detector_scores_a_text_alone_whatever_its_batch() -> None:
@@ -334,7 +336,9 @@ def test_the_build_is_reproducible_bit_for_bit(tmp_path: Path) -> None:
     manifests = []
     for name in ("a", "b"):
         card = build_detector(DATASETS, tmp_path / name, limit=1500)
-        assert card["training_data"]["examples"] == 1500
+        windows_trained = card[CARD_SECTION]["clean_windows_trained"]
+        assert windows_trained > 100  # the windows of the sample's long clean texts
+        assert card["training_data"]["examples"] == 1500 + windows_trained
         manifests.append((tmp_path / name / "manifest.json").read_bytes())
         Detector.load(tmp_path / name)  # loads, files checked
     assert manifests[0] == manifests[1]
