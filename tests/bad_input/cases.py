@@ -559,6 +559,12 @@ TASK_ERRORS = [
         ("guard.injection", "'quarantine'", "route"),
     ),
     (
+        "guard-detector-unknown",
+        edit("{task}", 'injection = "off"', 'injection = "off"\ndetector = "bert"'),
+        "E003",
+        ("guard.detector", "'bert'", "encoder-ngrams"),
+    ),
+    (
         "guard-threshold-above-one",
         edit("{task}", 'injection = "off"', 'injection = "off"\nthreshold = 1.5'),
         "E003",
@@ -993,6 +999,7 @@ CASES += task_error_cases(
         "privacy-mode-unknown",
         "privacy-entity-unknown",
         "guard-injection-unknown",
+        "guard-detector-unknown",
         "guard-threshold-above-one",
         "llm-spotlight-unknown",
     ],
@@ -3153,6 +3160,7 @@ CASES += [
         check=flags_written(40),
         says=("detector encoder-ngrams",),
     ),
+    *task_error_cases("guard-scan", GUARD_SCAN + " --task {task}", ["guard-detector-unknown"]),
     Case(
         "guard-scan-unknown-detector",
         GUARD_SCAN + " --detector bert",

@@ -50,18 +50,16 @@ def scan(
     """Write {id, injection, score} rows: whether each text carries instructions aimed at the
     model (prompt injection), by a detector shipped with stillhouse; score is its calibrated
     probability."""
-    from stillhouse.errors import Errors, fail
     from stillhouse.guard.injection import (
         DEFAULT_DETECTOR,
-        DETECTORS,
+        check_detector,
         scan_file,
         shipped_detector,
     )
     from stillhouse.task import load_task
 
-    if detector is not None and detector not in DETECTORS:
-        expected = f"one of {', '.join(DETECTORS)}"
-        raise fail(Errors.E900, option="--detector", expected=expected, value=detector)
+    if detector is not None:
+        check_detector(detector, "--detector")
     spec = load_task(task) if task is not None else None
     name = detector or (spec.guard.detector if spec is not None else DEFAULT_DETECTOR)
     chosen = shipped_detector(name)

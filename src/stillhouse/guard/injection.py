@@ -198,15 +198,20 @@ def check_threshold(threshold: float) -> float:
     return threshold
 
 
+def check_detector(name: str, option: str = "detector") -> str:
+    """E900 (naming ``option``) unless ``name`` is a shipped detector of :data:`DETECTORS`."""
+    if name not in DETECTORS:
+        raise fail(
+            Errors.E900, option=option, expected=f"one of {', '.join(DETECTORS)}", value=name
+        )
+    return name
+
+
 @cache
 def shipped_detector(name: str = DEFAULT_DETECTOR) -> Detector:
     """A detector inside the package (:data:`DETECTORS`), loaded (and its files checked) once
     per process; E900 for an unknown name."""
-    if name not in DETECTORS:
-        raise fail(
-            Errors.E900, option="detector", expected=f"one of {', '.join(DETECTORS)}", value=name
-        )
-    return Detector.load(DETECTORS[name])
+    return Detector.load(DETECTORS[check_detector(name)])
 
 
 def scan(

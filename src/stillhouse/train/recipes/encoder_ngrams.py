@@ -5,10 +5,10 @@ block unit length (as in `linear`), the sentence embedding unit length times
 ``encoder_weight``. The n-grams see the words, the encoder what they mean: on the
 prompt-injection corpus the encoder alone is the weaker detector but catches other attacks than
 the n-grams do (fake assistant turns, spelled-out and encoded payloads), and the two together
-flag 7 points more held-out attacks at the same ≤ 1% false-positive rule (bench/RESULTS.md,
-"guard: a sentence encoder beside the n-grams"). ``encoder_weight`` 2 is what was measured
-there: at 1 the head leaned on the n-grams and the threshold chosen on the valid split let
-1.4% of clean test texts through; it is not tuned for other tasks.
+flag 6 points more held-out attacks at the same ≤ 1% false-positive rule (0.785 → 0.847,
+bench/RESULTS.md, "guard: a second detector"). ``encoder_weight`` 2 is what was measured there
+("guard: a sentence encoder beside the n-grams"): at 1 it caught more but the threshold chosen
+on the valid split let 1.4% of clean test texts through; it is not tuned for other tasks.
 
 Texts are embedded one at a time (``batch_size`` 1): the int8 graph quantizes activations with
 one scale per batch, so in a batch a text's vector moves with its batch mates (cosine ≥ 0.97,
